@@ -1,0 +1,489 @@
+"""K-Means estimator and functions, API-compatible with scikit-learn's.
+
+All numeric work happens in the compiled kernels (``_lloyd``, ``_kmeanspp``,
+``_common``); this module validates input, allocates buffers, draws random
+numbers and runs the iteration loop.
+"""
+import warnings
+
+import numpy as np
+
+from fastkm import _common
+from fastkm._dispatch import kmeanspp as _kmeanspp, lloyd as _lloyd
+from fastkm._compat import (
+    BaseEstimator, ClusterMixin, ConvergenceWarning, NotFittedError, TransformerMixin,
+)
+from fastkm._validation import (
+    check_array, check_float, check_int, check_random_state, check_sample_weight,
+    effective_n_threads, feature_names,
+)
+
+_ALGORITHMS = ("lloyd", "elkan")
+_DIRECT_MAX_D = 8  # same threshold as DIRECT_MAX_D in _common.pxd
+
+
+# --------------------------------------------------------------------------- seeding
+
+def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials, n_threads):
+    """Greedy k-means++ (Arthur & Vassilvitskii 2007, with scikit-learn's local
+    trials). Draws the same random numbers in the same order as scikit-learn."""
+    n_samples, n_features = X.shape
+    if n_local_trials is None:
+        n_local_trials = 2 + int(np.log(n_clusters))
+    n_blocks, rows_per_block = _common.block_layout(n_samples)
+    centers = np.empty((n_clusters, n_features), dtype=X.dtype)
+    indices = np.full(n_clusters, -1, dtype=np.intp)
+    closest = np.full(n_samples, np.inf)
+    block_pot = np.empty(n_blocks)
+    cand_pot = np.empty((n_local_trials, n_blocks))
+    cand_ids = np.empty(n_local_trials, dtype=np.intp)
+
+    p = sample_weight.astype(np.float64)
+    center_id = random_state.choice(n_samples, p=p / p.sum())
+    centers[0] = X[center_id]
+    indices[0] = center_id
+    current_pot = _kmeanspp.update_closest(
+        X, sample_weight, closest, centers[0], block_pot, rows_per_block, n_threads
+    )
+    for c in range(1, n_clusters):
+        targets = random_state.uniform(size=n_local_trials) * current_pot
+        _kmeanspp.sample_d2(sample_weight, closest, block_pot, rows_per_block, targets, cand_ids)
+        candidates = X[cand_ids]
+        _kmeanspp.candidate_potentials(
+            X, sample_weight, closest, candidates, cand_pot, rows_per_block, n_threads
+        )
+        pots = cand_pot.sum(axis=1)  # n_blocks values per row, fixed order
+        best = int(np.argmin(pots))
+        centers[c] = candidates[best]
+        indices[c] = cand_ids[best]
+        current_pot = _kmeanspp.update_closest(
+            X, sample_weight, closest, centers[c], block_pot, rows_per_block, n_threads
+        )
+    return centers, indices
+
+
+def kmeans_plusplus(
+    X, n_clusters, *, sample_weight=None, x_squared_norms=None, random_state=None,
+    n_local_trials=None, n_threads=None,
+):
+    """Initial cluster centers by greedy k-means++ (as ``sklearn.cluster.kmeans_plusplus``).
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_clusters : int
+    sample_weight : array-like of shape (n_samples,), default=None
+    x_squared_norms : ignored, accepted for scikit-learn compatibility.
+    random_state : int, RandomState instance or None
+    n_local_trials : int, default=None (``2 + int(ln(n_clusters))``)
+    n_threads : int, default=None (all threads OpenMP allows)
+
+    Returns
+    -------
+    centers : ndarray of shape (n_clusters, n_features)
+    indices : ndarray of shape (n_clusters,)
+        Row of X each center was taken from.
+    """
+    X = check_array(X, estimator="kmeans_plusplus")
+    n_clusters = check_int(n_clusters, "n_clusters", 1)
+    if X.shape[0] < n_clusters:
+        raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
+    if n_local_trials is not None:
+        n_local_trials = check_int(n_local_trials, "n_local_trials", 1)
+    sw = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+    return _kmeans_plusplus(
+        X, n_clusters, sw, check_random_state(random_state), n_local_trials,
+        effective_n_threads(n_threads),
+    )
+
+
+# --------------------------------------------------------------------------- Lloyd
+
+class _LloydBuffers:
+    """Every buffer one Lloyd run needs, allocated once per fit."""
+
+    def __init__(self, n_samples, n_clusters, n_features):
+        self.n_blocks, self.rows_per_block = _common.block_layout(n_samples, n_clusters, n_features)
+        self.block_sums = np.empty((self.n_blocks, n_clusters, n_features))
+        self.block_weights = np.empty((self.n_blocks, n_clusters))
+        self.block_changed = np.empty(self.n_blocks, dtype=np.intp)
+        self.block_partials = np.empty(self.n_blocks)
+        self.sums = np.empty((n_clusters, n_features))
+        self.weights = np.empty(n_clusters)
+
+
+def _inertia(X, sample_weight, centers, labels, buf, n_threads):
+    return _common.inertia(X, sample_weight, centers, labels, buf.block_partials,
+                           buf.rows_per_block, n_threads)
+
+
+def _relocate_empty_clusters(X, sample_weight, centers, labels, buf, empty, n_threads):
+    """Give each empty cluster the sample farthest from its center (as scikit-learn),
+    moving that sample's weight between the float64 sums."""
+    dist = np.empty(X.shape[0])
+    _common.distances_to_assigned(X, centers, labels, dist, n_threads)
+    # farthest first; ties go to the lower index (stable sort): deterministic
+    far = np.argsort(-dist, kind="stable")[: empty.size]
+    for new_id, idx in zip(empty, far):
+        w = float(sample_weight[idx])
+        old_id = labels[idx]
+        x = X[idx].astype(np.float64)
+        buf.sums[old_id] -= w * x
+        buf.weights[old_id] -= w
+        buf.sums[new_id] = w * x
+        buf.weights[new_id] = w
+
+
+def _kmeans_single_lloyd(X, sample_weight, centers_init, max_iter, verbose, tol, n_threads):
+    """One Lloyd run from ``centers_init``. Returns labels, inertia, centers, n_iter."""
+    n_samples, n_features = X.shape
+    n_clusters = centers_init.shape[0]
+    buf = _LloydBuffers(n_samples, n_clusters, n_features)
+    centers = np.array(centers_init, dtype=X.dtype, order="C")
+    labels = np.full(n_samples, -1, dtype=np.int32)
+    strict_convergence = False
+    for it in range(max_iter):
+        n_changed = _lloyd.lloyd_iter(
+            X, sample_weight, centers, buf.block_sums, buf.block_weights, buf.block_changed,
+            buf.sums, buf.weights, labels, buf.rows_per_block, n_threads,
+        )
+        empty = np.flatnonzero(buf.weights <= 0)
+        if empty.size:
+            _relocate_empty_clusters(X, sample_weight, centers, labels, buf, empty, n_threads)
+        filled = buf.weights > 0
+        new_centers = centers.copy()
+        new_centers[filled] = buf.sums[filled] / buf.weights[filled, None]
+        shift = float(np.sum((new_centers.astype(np.float64) - centers) ** 2))
+        if verbose:
+            inertia = _inertia(X, sample_weight, centers, labels, buf, n_threads)
+            print(f"Iteration {it}, inertia {inertia}.")
+        centers = new_centers
+        if it > 0 and n_changed == 0:
+            strict_convergence = True
+            if verbose:
+                print(f"Converged at iteration {it}: strict convergence.")
+            break
+        if shift <= tol:
+            if verbose:
+                print(f"Converged at iteration {it}: center shift {shift} within tolerance {tol}.")
+            break
+    if not strict_convergence:
+        # final E-step so that labels_ match cluster_centers_
+        _lloyd.assign_labels(X, centers, labels, n_threads)
+    inertia = _inertia(X, sample_weight, centers, labels, buf, n_threads)
+    return labels, inertia, centers, it + 1
+
+
+def _tolerance(X, tol):
+    if tol == 0:
+        return 0.0
+    return float(np.mean(np.var(X, axis=0, dtype=np.float64))) * tol
+
+
+def _is_same_clustering(labels1, labels2, n_clusters):
+    """True if two labelings are the same up to a permutation of the labels."""
+    mapping = np.full(n_clusters, -1, dtype=np.int64)
+    first = np.unique(labels1, return_index=True)[1]
+    mapping[labels1[first]] = labels2[first]
+    return bool(np.array_equal(mapping[labels1], labels2))
+
+
+# --------------------------------------------------------------------------- estimator
+
+class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+    """K-Means clustering, a drop-in replacement for ``sklearn.cluster.KMeans``.
+
+    The assignment and center-update passes run in compiled, GIL-free OpenMP
+    loops. Results are bitwise identical for any number of threads.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters (centroids) to find.
+    init : {'k-means++', 'random'}, callable or array-like of shape (n_clusters, n_features), \
+default='k-means++'
+        'k-means++' is greedy k-means++ seeding (``2 + int(ln k)`` local trials);
+        'random' picks ``n_clusters`` distinct rows with probability proportional to
+        their weight; a callable is called as ``init(X, n_clusters, random_state)``.
+    n_init : 'auto' or int, default='auto'
+        Number of runs with different seeds; the best by inertia is kept. 'auto'
+        is 1 for 'k-means++' or an array, 10 for 'random' or a callable.
+    max_iter : int, default=300
+        Maximum number of iterations of one run.
+    tol : float, default=1e-4
+        Convergence tolerance on the summed squared center shift, relative to the
+        mean per-feature variance of X.
+    verbose : int, default=0
+    random_state : int, RandomState instance or None, default=None
+    copy_x : bool, default=True
+        With many features the data is mean-centred for accuracy; copy_x=False
+        skips that (and its copy). The input is never modified either way.
+    algorithm : {'lloyd', 'elkan'}, default='lloyd'
+        Both give the same labels from the same initial centers; 'elkan' currently
+        runs the same Lloyd kernels.
+    n_threads : int, default=None
+        OpenMP threads. None uses OpenMP's current maximum (``OMP_NUM_THREADS``,
+        threadpoolctl limits); -1 uses every CPU.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+    labels_ : ndarray of shape (n_samples,)
+    inertia_ : float
+        Sum of (weighted) squared distances of samples to their closest center.
+    n_iter_ : int
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when X has string column names (e.g. a pandas DataFrame).
+    """
+
+    def __init__(
+        self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300, tol=1e-4,
+        verbose=0, random_state=None, copy_x=True, algorithm="lloyd", n_threads=None,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+        self.copy_x = copy_x
+        self.algorithm = algorithm
+        self.n_threads = n_threads
+
+    # ---- parameter checks (in fit, never in __init__)
+    def _check_params(self, X):
+        n_samples, n_features = X.shape
+        self._n_clusters = check_int(self.n_clusters, "n_clusters", 1)
+        if n_samples < self._n_clusters:
+            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self._n_clusters}.")
+        self._max_iter = check_int(self.max_iter, "max_iter", 1)
+        self._tol_rel = check_float(self.tol, "tol", 0.0)
+        check_int(int(self.verbose) if isinstance(self.verbose, (bool, np.bool_)) else self.verbose,
+                  "verbose", 0)
+        if self.algorithm not in _ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {_ALGORITHMS}; got {self.algorithm!r}.")
+        init = self.init
+        if isinstance(init, str):
+            if init not in ("k-means++", "random"):
+                raise ValueError(
+                    f"init must be 'k-means++', 'random', a callable or an array of shape "
+                    f"(n_clusters, n_features); got {init!r}."
+                )
+        elif not callable(init):
+            init = check_array(init, dtype=X.dtype, name="init", estimator="KMeans")
+            if init.shape != (self._n_clusters, n_features):
+                raise ValueError(
+                    f"The shape of the initial centers {init.shape} does not match "
+                    f"(n_clusters, n_features) = ({self._n_clusters}, {n_features})."
+                )
+        self._init = init
+        if isinstance(self.n_init, str):
+            if self.n_init != "auto":
+                raise ValueError(f"n_init must be 'auto' or an int >= 1; got {self.n_init!r}.")
+            self._n_init = 1 if (isinstance(init, np.ndarray) or init == "k-means++") else 10
+        else:
+            self._n_init = check_int(self.n_init, "n_init", 1)
+        if isinstance(init, np.ndarray) and self._n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"KMeans instead of n_init={self._n_init}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            self._n_init = 1
+        if not isinstance(self.copy_x, (bool, np.bool_)):
+            raise TypeError(f"copy_x must be a bool; got {self.copy_x!r}.")
+        self._n_threads = effective_n_threads(self.n_threads)
+
+    def _init_centroids(self, X, sample_weight, init, random_state, n_threads):
+        k = self._n_clusters
+        if isinstance(init, str) and init == "k-means++":
+            centers, _ = _kmeans_plusplus(X, k, sample_weight, random_state, None, n_threads)
+        elif isinstance(init, str) and init == "random":
+            p = sample_weight.astype(np.float64)
+            seeds = random_state.choice(X.shape[0], size=k, replace=False, p=p / p.sum())
+            centers = X[seeds]
+        elif callable(init):
+            centers = init(X, k, random_state=random_state)
+            centers = check_array(centers, dtype=X.dtype, name="init(...) result")
+            if centers.shape != (k, X.shape[1]):
+                raise ValueError(
+                    f"The init callable returned centers of shape {centers.shape}; expected "
+                    f"({k}, {X.shape[1]})."
+                )
+        else:
+            centers = init
+        return np.array(centers, dtype=X.dtype, order="C")
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Compute k-means clustering.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            float32 data stays float32; every other numeric type becomes float64.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample.
+
+        Returns
+        -------
+        self
+        """
+        names = feature_names(X)
+        X = check_array(X, estimator=type(self).__name__)
+        self._check_params(X)
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        random_state = check_random_state(self.random_state)
+        n_threads = self._n_threads
+        init = self._init
+
+        # The dot-product kernel (many features) loses precision far from the
+        # origin: centre the data, on a copy (we never modify the input).
+        X_mean = None
+        if X.shape[1] > _DIRECT_MAX_D and self.copy_x:
+            X_mean = X.mean(axis=0, dtype=np.float64)
+            X = X - X_mean.astype(X.dtype)  # a new array: the input is never modified
+            if isinstance(init, np.ndarray):
+                init = (init - X_mean).astype(X.dtype)
+
+        tol = _tolerance(X, self._tol_rel)
+        best = None
+        for _ in range(self._n_init):
+            centers_init = self._init_centroids(X, sample_weight, init, random_state, n_threads)
+            if self.verbose:
+                print("Initialization complete")
+            labels, inertia, centers, n_iter = _kmeans_single_lloyd(
+                X, sample_weight, centers_init, self._max_iter, self.verbose, tol, n_threads
+            )
+            if best is None or (
+                inertia < best[1] and not _is_same_clustering(labels, best[0], self._n_clusters)
+            ):
+                best = (labels, inertia, centers, n_iter)
+        labels, inertia, centers, n_iter = best
+
+        if X_mean is not None:
+            centers = (centers + X_mean).astype(X.dtype)
+        distinct = int(np.unique(labels).size)
+        if distinct < self._n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+                f"({self._n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self.cluster_centers_ = centers
+        self._n_threads_fit = n_threads
+        self.labels_ = labels
+        self.inertia_ = float(inertia)
+        self.n_iter_ = int(n_iter)
+        self.n_features_in_ = X.shape[1]
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        return self
+
+    # ---- after fit
+    def _check_is_fitted(self):
+        if not hasattr(self, "cluster_centers_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' with "
+                "appropriate arguments before using this estimator."
+            )
+
+    def _check_test_data(self, X):
+        self._check_is_fitted()
+        names = feature_names(X)
+        fitted = getattr(self, "feature_names_in_", None)
+        if fitted is not None and names is None:
+            warnings.warn(
+                f"X does not have valid feature names, but {type(self).__name__} was fitted "
+                "with feature names", UserWarning, stacklevel=3,
+            )
+        elif fitted is None and names is not None:
+            warnings.warn(
+                f"X has feature names, but {type(self).__name__} was fitted without feature "
+                "names", UserWarning, stacklevel=3,
+            )
+        elif fitted is not None and not np.array_equal(fitted, names):
+            raise ValueError(
+                "The feature names should match those that were passed during fit.\n"
+                f"Fitted with: {list(fitted)}\nGot: {list(names)}"
+            )
+        X = check_array(X, dtype=self.cluster_centers_.dtype, estimator=type(self).__name__)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input."
+            )
+        return X
+
+    def _threads(self):
+        return effective_n_threads(self.n_threads)
+
+    def predict(self, X):
+        """Index of the closest cluster center for each sample of X."""
+        X = self._check_test_data(X)
+        labels = np.empty(X.shape[0], dtype=np.int32)
+        _lloyd.assign_labels(X, self.cluster_centers_, labels, self._threads())
+        return labels
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit, then return ``labels_``."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def transform(self, X):
+        """Euclidean distance of each sample to each cluster center, shape (n_samples, n_clusters)."""
+        X = self._check_test_data(X)
+        return self._transform(X)
+
+    def _transform(self, X):
+        out = np.empty((X.shape[0], self.cluster_centers_.shape[0]), dtype=X.dtype)
+        _lloyd.pairwise_distances(X, self.cluster_centers_, out, False, self._threads())
+        return out
+
+    def fit_transform(self, X, y=None, sample_weight=None):
+        """Fit, then return the distances of X to the cluster centers."""
+        return self.fit(X, sample_weight=sample_weight)._transform(
+            check_array(X, dtype=self.cluster_centers_.dtype)
+        )
+
+    def score(self, X, y=None, sample_weight=None):
+        """Opposite of the (weighted) inertia of X on the fitted centers."""
+        X = self._check_test_data(X)
+        sw = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        n_threads = self._threads()
+        labels = np.empty(X.shape[0], dtype=np.int32)
+        _lloyd.assign_labels(X, self.cluster_centers_, labels, n_threads)
+        n_blocks, rows_per_block = _common.block_layout(X.shape[0])
+        inertia = _common.inertia(X, sw, self.cluster_centers_, labels, np.empty(n_blocks),
+                                  rows_per_block, n_threads)
+        return -float(inertia)
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names of ``transform``: ``kmeans0``, ``kmeans1``, ..."""
+        self._check_is_fitted()
+        return np.asarray([f"kmeans{i}" for i in range(self.cluster_centers_.shape[0])],
+                          dtype=object)
+
+
+def k_means(
+    X, n_clusters, *, sample_weight=None, init="k-means++", n_init="auto", max_iter=300,
+    verbose=False, tol=1e-4, random_state=None, copy_x=True, algorithm="lloyd",
+    return_n_iter=False, n_threads=None,
+):
+    """Functional K-Means (as ``sklearn.cluster.k_means``).
+
+    Returns ``(centers, labels, inertia)``, plus ``n_iter`` if ``return_n_iter``.
+    """
+    est = KMeans(
+        n_clusters=n_clusters, init=init, n_init=n_init, max_iter=max_iter, verbose=verbose,
+        tol=tol, random_state=random_state, copy_x=copy_x, algorithm=algorithm,
+        n_threads=n_threads,
+    ).fit(X, sample_weight=sample_weight)
+    if return_n_iter:
+        return est.cluster_centers_, est.labels_, est.inertia_, est.n_iter_
+    return est.cluster_centers_, est.labels_, est.inertia_

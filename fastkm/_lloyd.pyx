@@ -1,0 +1,218 @@
+"""Lloyd's algorithm: fused assignment + center-sum pass, and the assignment
+kernels used by ``predict`` and ``transform``.
+
+Every buffer is allocated by the caller (the Python layer); the kernels only
+fill them. Thread-local scratch tiles are malloc'ed inside the parallel region.
+"""
+import numpy as np
+
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.math cimport sqrt
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+
+from fastkm._common cimport (
+    CHUNK, DIRECT_MAX_D, argmin_chunk_direct, argmin_chunk_dot, transpose_chunk,
+)
+
+
+cdef inline void _assign_chunk(
+    const floating* X, Py_ssize_t rows, Py_ssize_t d,
+    const floating* centers, const floating* centers_t, const floating* half_cnorm,
+    Py_ssize_t k, bint use_dot,
+    floating* xt, floating* best, floating* acc, int* lab,
+) noexcept nogil:
+    if use_dot:
+        argmin_chunk_dot(X, rows, d, centers_t, half_cnorm, k, lab, acc)
+    else:
+        transpose_chunk(X, rows, d, xt)
+        argmin_chunk_direct(xt, rows, d, centers, k, best, lab, acc)
+
+
+def _dot_operands(const floating[:, ::1] centers):
+    c = np.asarray(centers)
+    return np.ascontiguousarray(c.T), 0.5 * np.einsum("ij,ij->i", c, c)
+
+
+cdef Py_ssize_t _lloyd_block(
+    const floating* X, const floating* sw, Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
+    const floating* centers, const floating* centers_t, const floating* half_cnorm,
+    Py_ssize_t k, bint use_dot,
+    int* labels, double* sums, double* weights,
+    floating* xt, floating* best, floating* acc, int* lab,
+) noexcept nogil:
+    """Assign rows [start, end) and add their weighted sums into one block's buffers."""
+    cdef Py_ssize_t c0, rows, i, f, changed = 0
+    cdef int l
+    cdef double w
+    cdef double* s
+    cdef const floating* x
+    memset(sums, 0, k * d * sizeof(double))
+    memset(weights, 0, k * sizeof(double))
+    c0 = start
+    while c0 < end:
+        rows = min(<Py_ssize_t>CHUNK, end - c0)
+        _assign_chunk(X + c0 * d, rows, d, centers, centers_t, half_cnorm, k, use_dot,
+                      xt, best, acc, lab)
+        for i in range(rows):
+            l = lab[i]
+            if l != labels[c0 + i]:
+                changed += 1
+                labels[c0 + i] = l
+            w = sw[c0 + i]
+            weights[l] += w
+            s = sums + l * d
+            x = X + (c0 + i) * d
+            for f in range(d):
+                s[f] += w * x[f]
+        c0 += rows
+    return changed
+
+
+def lloyd_iter(
+    const floating[:, ::1] X,              # IN  (n_samples, n_features)
+    const floating[::1] sample_weight,     # IN  (n_samples,)
+    const floating[:, ::1] centers,        # IN  (n_clusters, n_features)
+    double[:, :, ::1] block_sums,          # scratch (n_blocks, n_clusters, n_features)
+    double[:, ::1] block_weights,          # scratch (n_blocks, n_clusters)
+    Py_ssize_t[::1] block_changed,         # scratch (n_blocks,)
+    double[:, ::1] sums,                   # OUT (n_clusters, n_features)
+    double[::1] weights,                   # OUT (n_clusters,)
+    int[::1] labels,                       # IN/OUT (n_samples,)
+    Py_ssize_t rows_per_block,
+    int n_threads,
+):
+    """One Lloyd iteration without the division: labels and per-center sums.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features), float32 or float64, C-contiguous
+    sample_weight : ndarray of shape (n_samples,), same dtype as X
+    centers : ndarray of shape (n_clusters, n_features), same dtype as X
+    block_sums, block_weights, block_changed : float64 / intp scratch, one row per
+        block of ``rows_per_block`` samples (see ``block_layout``)
+    sums : float64 ndarray of shape (n_clusters, n_features)
+        Weighted sum of the samples nearest to each center.
+    weights : float64 ndarray of shape (n_clusters,)
+        Total weight of the samples nearest to each center.
+    labels : int32 ndarray of shape (n_samples,)
+        Previous labels on entry, new labels on exit.
+
+    Returns
+    -------
+    n_changed : int
+        Number of samples whose label changed.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
+    cdef Py_ssize_t n_blocks = block_sums.shape[0], b, j, f, start, end
+    cdef bint use_dot = d > DIRECT_MAX_D
+    cdef floating[:, ::1] centers_t
+    cdef floating[::1] half_cnorm
+    cdef floating* xt
+    cdef floating* best
+    cdef floating* acc
+    cdef int* lab
+    cdef double s
+    if use_dot:
+        ct, hn = _dot_operands(centers)
+        centers_t, half_cnorm = ct, hn
+    else:
+        centers_t = np.empty((1, 1), dtype=np.asarray(centers).dtype)
+        half_cnorm = np.empty(1, dtype=np.asarray(centers).dtype)
+
+    with nogil, parallel(num_threads=n_threads):
+        xt = <floating*> malloc(CHUNK * d * sizeof(floating))
+        best = <floating*> malloc(CHUNK * sizeof(floating))
+        acc = <floating*> malloc(max(<Py_ssize_t>CHUNK, k) * sizeof(floating))
+        lab = <int*> malloc(CHUNK * sizeof(int))
+        for b in prange(n_blocks, schedule="dynamic"):
+            start = b * rows_per_block
+            end = min(n, start + rows_per_block)
+            block_changed[b] = _lloyd_block(
+                &X[0, 0], &sample_weight[0], start, end, d,
+                &centers[0, 0], &centers_t[0, 0], &half_cnorm[0], k, use_dot,
+                &labels[0], &block_sums[b, 0, 0], &block_weights[b, 0],
+                xt, best, acc, lab,
+            )
+        free(xt)
+        free(best)
+        free(acc)
+        free(lab)
+
+    # merge in block order: the result does not depend on the thread count
+    for j in prange(k, nogil=True, schedule="static", num_threads=n_threads):
+        s = 0.0
+        for b in range(n_blocks):
+            s = s + block_weights[b, j]
+        weights[j] = s
+        for f in range(d):
+            s = 0.0
+            for b in range(n_blocks):
+                s = s + block_sums[b, j, f]
+            sums[j, f] = s
+
+    changed = 0
+    for b in range(n_blocks):
+        changed += block_changed[b]
+    return changed
+
+
+def assign_labels(
+    const floating[:, ::1] X,          # IN  (n_samples, n_features)
+    const floating[:, ::1] centers,    # IN  (n_clusters, n_features)
+    int[::1] labels,                   # OUT (n_samples,)
+    int n_threads,
+):
+    """Index of the nearest center for every sample (no distance matrix)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK, ch, start, rows
+    cdef bint use_dot = d > DIRECT_MAX_D
+    cdef floating[:, ::1] centers_t
+    cdef floating[::1] half_cnorm
+    cdef floating* xt
+    cdef floating* best
+    cdef floating* acc
+    if use_dot:
+        ct, hn = _dot_operands(centers)
+        centers_t, half_cnorm = ct, hn
+    else:
+        centers_t = np.empty((1, 1), dtype=np.asarray(centers).dtype)
+        half_cnorm = np.empty(1, dtype=np.asarray(centers).dtype)
+
+    with nogil, parallel(num_threads=n_threads):
+        xt = <floating*> malloc(CHUNK * d * sizeof(floating))
+        best = <floating*> malloc(CHUNK * sizeof(floating))
+        acc = <floating*> malloc(max(<Py_ssize_t>CHUNK, k) * sizeof(floating))
+        for ch in prange(n_chunks, schedule="static"):
+            start = ch * CHUNK
+            rows = min(<Py_ssize_t>CHUNK, n - start)
+            _assign_chunk(&X[start, 0], rows, d, &centers[0, 0], &centers_t[0, 0],
+                          &half_cnorm[0], k, use_dot, xt, best, acc, &labels[start])
+        free(xt)
+        free(best)
+        free(acc)
+
+
+def pairwise_distances(
+    const floating[:, ::1] X,          # IN  (n_samples, n_features)
+    const floating[:, ::1] centers,    # IN  (n_clusters, n_features)
+    floating[:, ::1] out,              # OUT (n_samples, n_clusters)
+    bint squared,
+    int n_threads,
+):
+    """Euclidean distance from every sample to every center (``transform``)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0], i, j, f
+    cdef floating[:, ::1] centers_t = np.ascontiguousarray(np.asarray(centers).T)
+    cdef floating xf, t
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        for j in range(k):
+            out[i, j] = 0
+        for f in range(d):
+            xf = X[i, f]
+            for j in range(k):
+                t = xf - centers_t[f, j]
+                out[i, j] = out[i, j] + t * t
+        if not squared:
+            for j in range(k):
+                out[i, j] = sqrt(out[i, j])

@@ -1,0 +1,174 @@
+"""Input checking for the Python layer. Kernels never validate; everything they
+receive has been checked and converted here. Caller arrays are never written:
+conversions copy, and kernels take read-only views."""
+import numbers
+import os
+
+import numpy as np
+
+from fastkm._openmp_helpers import openmp_max_threads
+
+
+def check_random_state(seed):
+    """Return a ``numpy.random.RandomState`` for None, an int or a RandomState."""
+    if seed is None or seed is np.random:
+        return np.random.mtrand._rand
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool):
+        return np.random.RandomState(int(seed))
+    if isinstance(seed, np.random.RandomState):
+        return seed
+    raise ValueError(
+        f"random_state must be None, an int or a numpy.random.RandomState instance; got {seed!r}."
+    )
+
+
+def _is_sparse(X):
+    return hasattr(X, "tocsr") and hasattr(X, "nnz")
+
+
+def feature_names(X):
+    """Column names of a DataFrame-like X (all strings), else None."""
+    cols = getattr(X, "columns", None)
+    if cols is None or isinstance(X, np.ndarray):
+        return None
+    names = np.asarray(list(cols), dtype=object)
+    if names.size == 0:
+        return None
+    is_str = [isinstance(n, str) for n in names]
+    if all(is_str):
+        return names
+    if any(is_str):
+        raise TypeError(
+            "Feature names are only supported if all input features have string names, "
+            f"but your input has {sorted({type(n).__name__ for n in names})} as feature name "
+            "types. Convert all feature names to strings to fit or predict."
+        )
+    return None
+
+
+def check_array(X, *, dtype=None, name="X", estimator="KMeans", min_samples=1):
+    """Validate a 2-D numeric array and return a C-contiguous float32/float64 copy or view.
+
+    float32 input stays float32 (unless ``dtype`` says otherwise); every other
+    numeric dtype becomes float64. Never returns an array that aliases writable
+    caller memory in a way the kernels could modify (kernels take const views).
+    """
+    if _is_sparse(X):
+        raise TypeError(
+            f"{estimator} does not support sparse input (got {type(X).__name__}). "
+            "Convert it with X.toarray()."
+        )
+    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
+        X = X.to_numpy()
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+    if arr.dtype.kind == "c":
+        raise ValueError(f"Complex data not supported; {name} has dtype {arr.dtype}.")
+    if arr.dtype.kind not in "biuf":
+        if arr.dtype.kind in "OUS":
+            try:
+                arr = arr.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(
+                    f"{name} must contain numbers only; could not convert it to float: {exc}"
+                ) from None
+        else:
+            raise TypeError(f"{name} must be numeric; got an array of dtype {arr.dtype}.")
+    if arr.ndim == 0:
+        raise ValueError(f"Expected a 2D array for {name}, got a scalar: {X!r}.")
+    if arr.ndim == 1:
+        raise ValueError(
+            f"Expected a 2D array for {name}, got a 1D array of shape {arr.shape} instead. "
+            "Reshape your data either using array.reshape(-1, 1) if your data has a single "
+            "feature or array.reshape(1, -1) if it contains a single sample."
+        )
+    if arr.ndim > 2:
+        raise ValueError(
+            f"Found array with dim {arr.ndim} for {name}; {estimator} expected <= 2 "
+            f"(a 2D array of shape (n_samples, n_features)); got shape {arr.shape}."
+        )
+    n, d = arr.shape
+    if n < min_samples:
+        raise ValueError(
+            f"Found array with {n} sample(s) (shape={arr.shape}) while a minimum of "
+            f"{min_samples} is required by {estimator}."
+        )
+    if d < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
+            f"required by {estimator}."
+        )
+    if dtype is None:
+        dtype = np.float32 if (arr.dtype.kind == "f" and arr.dtype.itemsize == 4) else np.float64
+    out = np.ascontiguousarray(arr, dtype=dtype)  # native byte order, C order
+    if not np.isfinite(out).all():
+        what = "NaN" if np.isnan(out).any() else f"infinity or a value too large for {out.dtype}"
+        raise ValueError(f"Input {name} contains {what}.")
+    return out
+
+
+def check_sample_weight(sample_weight, n_samples, dtype):
+    """Return a validated, finite, non-negative weight vector of the given dtype."""
+    if sample_weight is None:
+        return np.ones(n_samples, dtype=dtype)
+    if isinstance(sample_weight, numbers.Number) and not isinstance(sample_weight, bool):
+        sw = np.full(n_samples, sample_weight, dtype=dtype)
+    else:
+        try:
+            sw = np.asarray(sample_weight)
+        except Exception as exc:
+            raise ValueError(f"sample_weight could not be converted to an array: {exc}") from None
+        if sw.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must be numeric; got dtype {sw.dtype}.")
+        if sw.ndim != 1:
+            raise ValueError(
+                f"sample_weight must be 1D array or scalar; got an array of shape {sw.shape}."
+            )
+        if sw.shape[0] != n_samples:
+            raise ValueError(
+                f"sample_weight.shape == {sw.shape}, expected ({n_samples},): one weight per sample."
+            )
+        sw = np.ascontiguousarray(sw, dtype=dtype)
+    if not np.isfinite(sw).all():
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if (sw < 0).any():
+        raise ValueError(
+            f"sample_weight must be non-negative; got {int((sw < 0).sum())} negative value(s) "
+            f"(min {sw.min()!r})."
+        )
+    if not sw.any():
+        raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
+    return sw
+
+
+def effective_n_threads(n_threads):
+    """Resolve ``n_threads``: None = OpenMP's current maximum (honours
+    OMP_NUM_THREADS and threadpoolctl limits), -1 = all CPUs, else a positive int."""
+    if n_threads is None:
+        return max(1, int(openmp_max_threads()))
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+        raise TypeError(f"n_threads must be None or an int; got {n_threads!r}.")
+    if n_threads == -1:
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be None, -1 or >= 1; got {n_threads}.")
+    return int(n_threads)
+
+
+def check_int(value, name, minimum, maximum=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {value!r} of type {type(value).__name__}.")
+    if value < minimum or (maximum is not None and value > maximum):
+        rng = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be {rng}; got {value}.")
+    return int(value)
+
+
+def check_float(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number; got {value!r} of type {type(value).__name__}.")
+    if not np.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum}; got {value}.")
+    return float(value)

@@ -1,0 +1,199 @@
+"""Compiled kernels against plain NumPy references, for every ISA build present."""
+import importlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from fastkm import _common
+from conftest import has_near_ties, numpy_assign
+
+ISA_SUFFIXES = [""]
+try:
+    importlib.import_module("fastkm._lloyd_v3")
+    from fastkm._openmp_helpers import cpu_x86_level
+
+    if cpu_x86_level() >= 3:
+        ISA_SUFFIXES.append("_v3")
+except ImportError:
+    pass
+
+
+@pytest.fixture(params=ISA_SUFFIXES, ids=lambda s: s.strip("_") or "baseline")
+def kernels(request):
+    return (importlib.import_module("fastkm._lloyd" + request.param),
+            importlib.import_module("fastkm._kmeanspp" + request.param))
+
+
+def lloyd_step(lloyd, X, sw, C, labels, n_threads=2):
+    n, d = X.shape
+    k = C.shape[0]
+    nb, rpb = _common.block_layout(n, k, d)
+    sums = np.empty((k, d))
+    weights = np.empty(k)
+    changed = lloyd.lloyd_iter(
+        X, sw, C, np.empty((nb, k, d)), np.empty((nb, k)), np.empty(nb, dtype=np.intp),
+        sums, weights, labels, rpb, n_threads,
+    )
+    return changed, sums, weights
+
+
+SHAPES = [(1, 1, 1), (7, 1, 3), (300, 2, 5), (1000, 3, 64), (513, 4, 7), (600, 7, 9),
+          (257, 9, 4), (400, 33, 17), (50, 64, 50), (64, 3, 64)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,d,k", SHAPES)
+def test_lloyd_iter_matches_numpy(kernels, dtype, n, d, k):
+    lloyd, _ = kernels
+    rng = np.random.RandomState(n + d + k)
+    X = rng.normal(size=(n, d)).astype(dtype)
+    C = X[rng.choice(n, k, replace=False)].copy()
+    sw = rng.uniform(0.5, 2.0, size=n).astype(dtype)
+    if has_near_ties(X, C, 1e-4):
+        pytest.skip("near-tie in random data")
+    ref_labels, _ = numpy_assign(X, C)
+    labels = np.full(n, -1, dtype=np.int32)
+    changed, sums, weights = lloyd_step(lloyd, X, sw, C, labels)
+    np.testing.assert_array_equal(labels, ref_labels)
+    assert changed == n
+    ref_w = np.bincount(ref_labels, weights=sw.astype(np.float64), minlength=k)
+    ref_s = np.zeros((k, d))
+    np.add.at(ref_s, ref_labels, sw[:, None].astype(np.float64) * X.astype(np.float64))
+    np.testing.assert_allclose(weights, ref_w, rtol=1e-12)
+    np.testing.assert_allclose(sums, ref_s, rtol=1e-10, atol=1e-10)
+    # second call from the same centers: nothing changes
+    changed2, sums2, _ = lloyd_step(lloyd, X, sw, C, labels)
+    assert changed2 == 0
+    np.testing.assert_array_equal(sums2, sums)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,d,k", SHAPES)
+def test_assign_labels_and_distances(kernels, dtype, n, d, k):
+    lloyd, _ = kernels
+    rng = np.random.RandomState(7 * n + d)
+    X = rng.uniform(-3, 3, size=(n, d)).astype(dtype)
+    C = rng.uniform(-3, 3, size=(k, d)).astype(dtype)
+    if has_near_ties(X, C, 1e-4):
+        pytest.skip("near-tie in random data")
+    ref_labels, ref_d2 = numpy_assign(X, C)
+    labels = np.empty(n, dtype=np.int32)
+    lloyd.assign_labels(X, C, labels, 2)
+    np.testing.assert_array_equal(labels, ref_labels)
+    out = np.empty((n, k), dtype=dtype)
+    lloyd.pairwise_distances(X, C, out, False, 2)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, np.sqrt(ref_d2), rtol=tol, atol=tol)
+
+
+def test_duplicates_tie_to_lowest_index(kernels):
+    lloyd, _ = kernels
+    for d in (1, 2, 3, 4, 12):
+        X = np.zeros((10, d))
+        C = np.zeros((9, d))  # every center equidistant: lowest index wins, as np.argmin
+        labels = np.full(10, 5, dtype=np.int32)
+        lloyd.assign_labels(X, C, labels, 2)
+        assert (labels == 0).all()
+
+
+def test_inertia_and_distances_to_assigned():
+    rng = np.random.RandomState(3)
+    X = rng.normal(size=(1000, 4))
+    C = rng.normal(size=(5, 4))
+    sw = rng.uniform(size=1000)
+    labels = rng.randint(0, 5, size=1000).astype(np.int32)
+    nb, rpb = _common.block_layout(1000)
+    ref = ((X - C[labels]) ** 2).sum(axis=1)
+    got = _common.inertia(X, sw, C, labels, np.empty(nb), rpb, 2)
+    assert got == pytest.approx(float(ref @ sw), rel=1e-12)
+    out = np.empty(1000)
+    _common.distances_to_assigned(X, C, labels, out, 2)
+    np.testing.assert_allclose(out, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("n,k,d", [(1, 1, 1), (255, 8, 3), (256, 8, 3), (257, 8, 3),
+                                   (10**6, 256, 32), (10**5, 4096, 784)])
+def test_block_layout_covers_rows(n, k, d):
+    nb, rpb = _common.block_layout(n, k, d)
+    assert nb >= 1 and rpb % _common.CHUNK_ROWS == 0
+    assert (nb - 1) * rpb < n <= nb * rpb
+    assert nb <= _common.MAX_BLOCKS
+    assert nb * k * (d + 1) * 8 <= max(_common.BLOCK_SUMS_BUDGET, k * (d + 1) * 8)
+
+
+def test_kmeanspp_kernels_match_numpy(kernels):
+    _, kpp = kernels
+    rng = np.random.RandomState(1)
+    n, d = 2000, 3
+    X = rng.normal(size=(n, d))
+    sw = rng.uniform(0.1, 1, size=n)
+    nb, rpb = _common.block_layout(n)
+    closest = np.full(n, np.inf)
+    block_pot = np.empty(nb)
+    pot = kpp.update_closest(X, sw, closest, X[5], block_pot, rpb, 2)
+    ref = ((X - X[5]) ** 2).sum(axis=1)
+    np.testing.assert_allclose(closest, ref, rtol=1e-12)
+    assert pot == pytest.approx(ref @ sw, rel=1e-12)
+    cands = X[[10, 20, 30]]
+    cand_pot = np.empty((3, nb))
+    kpp.candidate_potentials(X, sw, closest, cands, cand_pot, rpb, 2)
+    for t in range(3):
+        dt = np.minimum(ref, ((X - cands[t]) ** 2).sum(axis=1))
+        assert cand_pot[t].sum() == pytest.approx(dt @ sw, rel=1e-12)
+    # inverse CDF: as searchsorted on the cumulative weighted D^2
+    cum = np.cumsum(sw * closest)
+    targets = np.array([0.0, 1e-9, cum[-1] * 0.3, cum[-1] * 0.77, cum[-1], cum[-1] * 2])
+    out = np.empty(len(targets), dtype=np.intp)
+    kpp.sample_d2(sw, closest, block_pot, rpb, targets, out)
+    expected = np.minimum(np.searchsorted(cum, targets), n - 1)
+    # cumulative sums are formed block-wise: allow a neighbour at exact boundaries
+    assert np.all(np.abs(out - expected) <= 1)
+    assert out[-1] == n - 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=st.data(),
+    n=st.integers(1, 300),
+    d=st.integers(1, 12),
+    dtype=st.sampled_from([np.float32, np.float64]),
+)
+def test_property_assignment_is_argmin(data, n, d, dtype):
+    k = data.draw(st.integers(1, min(n, 20)))
+    elems = st.floats(-100, 100, allow_nan=False, width=32)
+    X = data.draw(hnp.arrays(dtype, (n, d), elements=elems))
+    C = data.draw(hnp.arrays(dtype, (k, d), elements=elems))
+    from fastkm._dispatch import lloyd
+
+    labels = np.empty(n, dtype=np.int32)
+    lloyd.assign_labels(X, C, labels, 2)
+    _, d2 = numpy_assign(X, C)
+    chosen = d2[np.arange(n), labels]
+    # the chosen center is a nearest one up to the kernel's rounding
+    scale = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.all(chosen <= d2.min(axis=1) * (1 + scale) + scale * (1 + (X.astype(float) ** 2).sum(1)) * 4)
+    assert labels.min() >= 0 and labels.max() < k
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 700), k=st.integers(1, 10), threads=st.integers(1, 4),
+       seed=st.integers(0, 2**31 - 1))
+def test_property_lloyd_sums_thread_independent(n, k, threads, seed):
+    from fastkm._dispatch import lloyd
+
+    k = min(k, n)
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, 3))
+    C = X[:k].copy()
+    sw = rng.uniform(size=n)
+    l1 = np.full(n, -1, dtype=np.int32)
+    l2 = np.full(n, -1, dtype=np.int32)
+    r1 = lloyd_step(lloyd, X, sw, C, l1, n_threads=1)
+    r2 = lloyd_step(lloyd, X, sw, C, l2, n_threads=threads)
+    np.testing.assert_array_equal(l1, l2)
+    assert r1[0] == r2[0]
+    assert np.array_equal(r1[1], r2[1]) and np.array_equal(r1[2], r2[2])  # bitwise
+    assert r1[2].sum() == pytest.approx(sw.sum(), rel=1e-12)
