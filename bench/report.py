@@ -50,7 +50,9 @@ def fmt_inertia(value):
 def fmt_int_or_float(value):
     if value is None:
         return "—"
-    return f"{value:g}" if isinstance(value, float) and not value.is_integer() else f"{int(value)}"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.1f}"
+    return f"{int(value)}"
 
 
 # --------------------------------------------------------------------------- machine line

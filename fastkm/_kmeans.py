@@ -19,6 +19,16 @@ from fastkm._validation import (
 )
 
 _ALGORITHMS = ("lloyd", "elkan")
+_MIN_WORK_PER_THREAD = 1 << 16  # point-center-feature products below which one thread is used
+
+
+def _threads_for(n_threads, n_blocks, work):
+    """Threads worth starting: never more than blocks, one for tiny problems.
+
+    Results do not depend on it (block layout is fixed); it only avoids paying
+    OpenMP start-up and barrier costs, which dominate tiny fits on busy machines.
+    """
+    return max(1, min(n_threads, n_blocks, work // _MIN_WORK_PER_THREAD))
 _DIRECT_MAX_D = 8  # same threshold as DIRECT_MAX_D in _common.pxd
 
 
@@ -31,6 +41,7 @@ def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials,
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
     n_blocks, rows_per_block = _common.block_layout(n_samples)
+    n_threads = _threads_for(n_threads, n_blocks, n_samples * n_features * n_local_trials)
     centers = np.empty((n_clusters, n_features), dtype=X.dtype)
     indices = np.full(n_clusters, -1, dtype=np.intp)
     closest = np.full(n_samples, np.inf)
@@ -139,6 +150,7 @@ def _kmeans_single_lloyd(X, sample_weight, centers_init, max_iter, verbose, tol,
     n_samples, n_features = X.shape
     n_clusters = centers_init.shape[0]
     buf = _LloydBuffers(n_samples, n_clusters, n_features)
+    n_threads = _threads_for(n_threads, buf.n_blocks, n_samples * n_clusters * n_features)
     centers = np.array(centers_init, dtype=X.dtype, order="C")
     labels = np.full(n_samples, -1, dtype=np.int32)
     strict_convergence = False

@@ -13,32 +13,42 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 from fastkm._common cimport (
-    CHUNK, DIRECT_MAX_D, argmin_chunk_direct, argmin_chunk_dot, transpose_chunk,
+    CHUNK, DIRECT_MAX_D, DOT_TILE_J, argmin_chunk_direct, argmin_chunk_dot, transpose_chunk,
 )
 
 
 cdef inline void _assign_chunk(
     const floating* X, Py_ssize_t rows, Py_ssize_t d,
     const floating* centers, const floating* centers_t, const floating* half_cnorm,
-    Py_ssize_t k, bint use_dot,
+    Py_ssize_t k, Py_ssize_t k_pad, bint use_dot,
     floating* xt, floating* best, floating* acc, int* lab,
 ) noexcept nogil:
     if use_dot:
-        argmin_chunk_dot(X, rows, d, centers_t, half_cnorm, k, lab, acc)
+        argmin_chunk_dot(X, rows, d, centers_t, half_cnorm, k_pad, lab)
     else:
         transpose_chunk(X, rows, d, xt)
         argmin_chunk_direct(xt, rows, d, centers, k, best, lab, acc)
 
 
 def _dot_operands(const floating[:, ::1] centers):
+    """Transposed centers and 0.5*||c||^2, padded to a multiple of DOT_TILE_J centers.
+
+    Padding centers are zero with a half-norm of the dtype's max: never the argmin.
+    """
     c = np.asarray(centers)
-    return np.ascontiguousarray(c.T), 0.5 * np.einsum("ij,ij->i", c, c)
+    k, d = c.shape
+    k_pad = -(-k // DOT_TILE_J) * DOT_TILE_J
+    ct = np.zeros((d, k_pad), dtype=c.dtype)
+    ct[:, :k] = c.T
+    hn = np.full(k_pad, np.finfo(c.dtype).max, dtype=c.dtype)
+    hn[:k] = 0.5 * np.einsum("ij,ij->i", c, c)
+    return ct, hn
 
 
 cdef Py_ssize_t _lloyd_block(
     const floating* X, const floating* sw, Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
     const floating* centers, const floating* centers_t, const floating* half_cnorm,
-    Py_ssize_t k, bint use_dot,
+    Py_ssize_t k, Py_ssize_t k_pad, bint use_dot,
     int* labels, double* sums, double* weights,
     floating* xt, floating* best, floating* acc, int* lab,
 ) noexcept nogil:
@@ -53,7 +63,7 @@ cdef Py_ssize_t _lloyd_block(
     c0 = start
     while c0 < end:
         rows = min(<Py_ssize_t>CHUNK, end - c0)
-        _assign_chunk(X + c0 * d, rows, d, centers, centers_t, half_cnorm, k, use_dot,
+        _assign_chunk(X + c0 * d, rows, d, centers, centers_t, half_cnorm, k, k_pad, use_dot,
                       xt, best, acc, lab)
         for i in range(rows):
             l = lab[i]
@@ -120,6 +130,7 @@ def lloyd_iter(
     else:
         centers_t = np.empty((1, 1), dtype=np.asarray(centers).dtype)
         half_cnorm = np.empty(1, dtype=np.asarray(centers).dtype)
+    cdef Py_ssize_t k_pad = centers_t.shape[1]
 
     with nogil, parallel(num_threads=n_threads):
         xt = <floating*> malloc(CHUNK * d * sizeof(floating))
@@ -131,7 +142,7 @@ def lloyd_iter(
             end = min(n, start + rows_per_block)
             block_changed[b] = _lloyd_block(
                 &X[0, 0], &sample_weight[0], start, end, d,
-                &centers[0, 0], &centers_t[0, 0], &half_cnorm[0], k, use_dot,
+                &centers[0, 0], &centers_t[0, 0], &half_cnorm[0], k, k_pad, use_dot,
                 &labels[0], &block_sums[b, 0, 0], &block_weights[b, 0],
                 xt, best, acc, lab,
             )
@@ -179,6 +190,7 @@ def assign_labels(
     else:
         centers_t = np.empty((1, 1), dtype=np.asarray(centers).dtype)
         half_cnorm = np.empty(1, dtype=np.asarray(centers).dtype)
+    cdef Py_ssize_t k_pad = centers_t.shape[1]
 
     with nogil, parallel(num_threads=n_threads):
         xt = <floating*> malloc(CHUNK * d * sizeof(floating))
@@ -188,7 +200,7 @@ def assign_labels(
             start = ch * CHUNK
             rows = min(<Py_ssize_t>CHUNK, n - start)
             _assign_chunk(&X[start, 0], rows, d, &centers[0, 0], &centers_t[0, 0],
-                          &half_cnorm[0], k, use_dot, xt, best, acc, &labels[start])
+                          &half_cnorm[0], k, k_pad, use_dot, xt, best, acc, &labels[start])
         free(xt)
         free(best)
         free(acc)

@@ -33,6 +33,15 @@ class _Command(NamedTuple):
     run: Callable[[argparse.Namespace], int]
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, but every usage error ends in ``fastkm: error: ...`` (not
+    ``fastkm demo: error: ...``), like the other errors of the command line."""
+
+    def error(self, message):
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"{PROG}: error: {_one_line(message)}\n")
+
+
 # --------------------------------------------------------------------------- argument types
 
 def _threads(text):
@@ -104,7 +113,7 @@ COMMANDS = (
 def build_parser():
     from fastkm import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         prog=PROG,
         description="fastkm: fast exact K-Means (Cython + OpenMP).",
     )
