@@ -162,6 +162,26 @@ cdef enum:
     DOT_TILE_J = 16    # centers per register tile (padded count of centers is a multiple)
 
 
+cdef inline floating _tile_min(const floating* a, Py_ssize_t lanes) noexcept nogil:
+    # pairwise halving: elementwise selects vectorise; no data-dependent branches
+    cdef floating h[8]
+    cdef Py_ssize_t l, half = lanes // 2
+    for l in range(half):
+        h[l] = a[l] if a[l] < a[l + half] else a[l + half]
+    while half > 1:
+        half = half // 2
+        for l in range(half):
+            h[l] = h[l] if h[l] < h[l + half] else h[l + half]
+    return h[0]
+
+
+cdef inline Py_ssize_t _first_equal(const floating* a, floating v) noexcept nogil:
+    cdef Py_ssize_t l = 0
+    while a[l] != v:
+        l += 1
+    return l
+
+
 cdef inline void argmin_chunk_dot(
     const floating* X,            # IN  (rows, d) row-major chunk
     Py_ssize_t rows,
@@ -179,7 +199,7 @@ cdef inline void argmin_chunk_dot(
     cdef floating a1[16]
     cdef floating a2[16]
     cdef floating a3[16]
-    cdef floating bv0, bv1, bv2, bv3, x0, x1, x2, x3
+    cdef floating bv0, bv1, bv2, bv3, x0, x1, x2, x3, t0, t1, t2, t3
     cdef int bj0, bj1, bj2, bj3
     cdef Py_ssize_t i0, jb, f, l, r1, r2, r3
     cdef const floating* ct
@@ -218,19 +238,24 @@ cdef inline void argmin_chunk_dot(
                     a1[l] = a1[l] - x1 * ct[l]
                     a2[l] = a2[l] - x2 * ct[l]
                     a3[l] = a3[l] - x3 * ct[l]
-            for l in range(16 if floating is float else 8):
-                if a0[l] < bv0:
-                    bv0 = a0[l]
-                    bj0 = <int>(jb + l)
-                if a1[l] < bv1:
-                    bv1 = a1[l]
-                    bj1 = <int>(jb + l)
-                if a2[l] < bv2:
-                    bv2 = a2[l]
-                    bj2 = <int>(jb + l)
-                if a3[l] < bv3:
-                    bv3 = a3[l]
-                    bj3 = <int>(jb + l)
+            # Tile minimum without branches; the (rare) improving tile is then
+            # scanned for its first minimal lane: lowest index on ties.
+            t0 = _tile_min(a0, 16 if floating is float else 8)
+            t1 = _tile_min(a1, 16 if floating is float else 8)
+            t2 = _tile_min(a2, 16 if floating is float else 8)
+            t3 = _tile_min(a3, 16 if floating is float else 8)
+            if t0 < bv0:
+                bv0 = t0
+                bj0 = <int>(jb + _first_equal(a0, t0))
+            if t1 < bv1:
+                bv1 = t1
+                bj1 = <int>(jb + _first_equal(a1, t1))
+            if t2 < bv2:
+                bv2 = t2
+                bj2 = <int>(jb + _first_equal(a2, t2))
+            if t3 < bv3:
+                bv3 = t3
+                bj3 = <int>(jb + _first_equal(a3, t3))
             jb = jb + (16 if floating is float else 8)
         labels[i0] = bj0
         if i0 + 1 < rows:
