@@ -6,6 +6,20 @@
 from cython cimport floating
 from libc.float cimport FLT_MAX, DBL_MAX
 
+cdef extern from *:
+    """
+    /* One rounding order for every squared distance: t0*t0, then one fused
+       multiply-add per further feature where the target has FMA. Written out
+       explicitly so that the compiler's own contraction choices cannot make two
+       code paths (Lloyd tiles, Hamerly scans) round the same distance differently. */
+    #if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
+    #define FASTKM_MADD(a, b, c) _Generic((a), float: __builtin_fmaf, default: __builtin_fma)((a), (b), (c))
+    #else
+    #define FASTKM_MADD(a, b, c) ((a) * (b) + (c))
+    #endif
+    """
+    double FASTKM_MADD(double a, double b, double c) noexcept nogil
+
 cdef enum:
     CHUNK = 256        # rows per tile: the transposed tile and its distances stay in L1/L2
     DIRECT_MAX_D = 8   # up to this many features, distances are sums of (x - c)^2
@@ -44,7 +58,7 @@ cdef inline void sq_dist_chunk_to_center(
         xf = xt + f * CHUNK
         for i in range(rows):
             t = xf[i] - cf
-            acc[i] = acc[i] + t * t
+            acc[i] = <floating>FASTKM_MADD(t, t, acc[i])
 
 
 cdef inline void _argmin4_d3(
@@ -64,16 +78,16 @@ cdef inline void _argmin4_d3(
         bv = best[i]
         lv = labels[i]
         # strict '<' in increasing center order keeps the lowest index on ties
-        dd = (u - a0) * (u - a0) + (v - a1) * (v - a1) + (w - a2) * (w - a2)
+        dd = <floating>FASTKM_MADD(w - a2, w - a2, FASTKM_MADD(v - a1, v - a1, (u - a0) * (u - a0)))
         lv = j0 if dd < bv else lv
         bv = dd if dd < bv else bv
-        dd = (u - b0) * (u - b0) + (v - b1) * (v - b1) + (w - b2) * (w - b2)
+        dd = <floating>FASTKM_MADD(w - b2, w - b2, FASTKM_MADD(v - b1, v - b1, (u - b0) * (u - b0)))
         lv = j0 + 1 if dd < bv else lv
         bv = dd if dd < bv else bv
-        dd = (u - e0) * (u - e0) + (v - e1) * (v - e1) + (w - e2) * (w - e2)
+        dd = <floating>FASTKM_MADD(w - e2, w - e2, FASTKM_MADD(v - e1, v - e1, (u - e0) * (u - e0)))
         lv = j0 + 2 if dd < bv else lv
         bv = dd if dd < bv else bv
-        dd = (u - g0) * (u - g0) + (v - g1) * (v - g1) + (w - g2) * (w - g2)
+        dd = <floating>FASTKM_MADD(w - g2, w - g2, FASTKM_MADD(v - g1, v - g1, (u - g0) * (u - g0)))
         lv = j0 + 3 if dd < bv else lv
         bv = dd if dd < bv else bv
         best[i] = bv
@@ -121,7 +135,7 @@ cdef inline void argmin_chunk_direct(
             for i in range(rows):
                 t0 = x0[i] - c0
                 t1 = x1[i] - c1
-                dd = t0 * t0 + t1 * t1
+                dd = <floating>FASTKM_MADD(t1, t1, t0 * t0)
                 bv = best[i]
                 lv = labels[i]
                 labels[i] = jj if dd < bv else lv
@@ -141,7 +155,7 @@ cdef inline void argmin_chunk_direct(
                 t0 = x0[i] - c0
                 t1 = x1[i] - c1
                 t2 = x2[i] - c2
-                dd = t0 * t0 + t1 * t1 + t2 * t2
+                dd = <floating>FASTKM_MADD(t2, t2, FASTKM_MADD(t1, t1, t0 * t0))
                 bv = best[i]
                 lv = labels[i]
                 labels[i] = jj if dd < bv else lv
@@ -234,10 +248,10 @@ cdef inline void argmin_chunk_dot(
                 x2 = p2[f]
                 x3 = p3[f]
                 for l in range(16 if floating is float else 8):
-                    a0[l] = a0[l] - x0 * ct[l]
-                    a1[l] = a1[l] - x1 * ct[l]
-                    a2[l] = a2[l] - x2 * ct[l]
-                    a3[l] = a3[l] - x3 * ct[l]
+                    a0[l] = <floating>FASTKM_MADD(-x0, ct[l], a0[l])
+                    a1[l] = <floating>FASTKM_MADD(-x1, ct[l], a1[l])
+                    a2[l] = <floating>FASTKM_MADD(-x2, ct[l], a2[l])
+                    a3[l] = <floating>FASTKM_MADD(-x3, ct[l], a3[l])
             # Tile minimum without branches; the (rare) improving tile is then
             # scanned for its first minimal lane: lowest index on ties.
             t0 = _tile_min(a0, 16 if floating is float else 8)
@@ -278,3 +292,14 @@ cdef inline floating sq_dist(
         t = a[f] - b[f]
         s = s + t * t
     return s
+
+
+cdef inline void add_weighted_row(
+    const floating* x, double w, Py_ssize_t d,
+    double* sums_row,             # IN/OUT (d,)
+    double* weight,               # IN/OUT scalar
+) noexcept nogil:
+    cdef Py_ssize_t f
+    weight[0] += w
+    for f in range(d):
+        sums_row[f] += w * x[f]

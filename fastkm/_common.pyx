@@ -8,9 +8,12 @@ result is bitwise identical whatever the number of threads.
 from cython cimport floating
 from cython.parallel cimport prange
 
-from fastkm._common cimport CHUNK, sq_dist
+import numpy as np
+
+from fastkm._common cimport CHUNK, DOT_TILE_J, sq_dist
 
 CHUNK_ROWS = CHUNK
+CENTER_TILE = DOT_TILE_J
 MAX_BLOCKS = 64
 BLOCK_SUMS_BUDGET = 64 * 2**20  # bytes of per-block float64 center sums
 
@@ -30,6 +33,21 @@ def block_layout(Py_ssize_t n_samples, Py_ssize_t n_clusters=1, Py_ssize_t n_fea
     cdef Py_ssize_t rows_per_block = max(1, chunks_per_block) * CHUNK
     n_blocks = max(1, (n_samples + rows_per_block - 1) // rows_per_block)
     return int(n_blocks), int(rows_per_block)
+
+
+def dot_operands(centers):
+    """Transposed centers and 0.5*||c||^2, padded to a multiple of CENTER_TILE centers.
+
+    Padding centers are zero with a half-norm of the dtype's max: never the argmin.
+    """
+    c = np.asarray(centers)
+    k, d = c.shape
+    k_pad = -(-k // CENTER_TILE) * CENTER_TILE
+    ct = np.zeros((d, k_pad), dtype=c.dtype)
+    ct[:, :k] = c.T
+    hn = np.full(k_pad, np.finfo(c.dtype).max, dtype=c.dtype)
+    hn[:k] = 0.5 * np.einsum("ij,ij->i", c, c)
+    return ct, hn
 
 
 def distances_to_assigned(
@@ -81,3 +99,26 @@ def inertia(
     for b in range(n_blocks):
         total += block_partials[b]
     return total
+
+
+def merge_blocks(
+    const double[:, :, ::1] block_sums,    # IN  (n_blocks, n_clusters, n_features)
+    const double[:, ::1] block_weights,    # IN  (n_blocks, n_clusters)
+    double[:, ::1] sums,                   # OUT (n_clusters, n_features)
+    double[::1] weights,                   # OUT (n_clusters,)
+    int n_threads,
+):
+    """Add the per-block center sums in block order (thread-count independent)."""
+    cdef Py_ssize_t n_blocks = block_sums.shape[0], k = block_sums.shape[1]
+    cdef Py_ssize_t d = block_sums.shape[2], b, j, f
+    cdef double s
+    for j in prange(k, nogil=True, schedule="static", num_threads=n_threads):
+        s = 0.0
+        for b in range(n_blocks):
+            s = s + block_weights[b, j]
+        weights[j] = s
+        for f in range(d):
+            s = 0.0
+            for b in range(n_blocks):
+                s = s + block_sums[b, j, f]
+            sums[j, f] = s

@@ -1,7 +1,7 @@
 """Pick the fastest build of each hot kernel module that this CPU can run.
 
-setup.py compiles ``_lloyd`` and ``_kmeanspp`` once for baseline x86-64 and once
-for x86-64-v3 (AVX2 + FMA) as ``_lloyd_v3``/``_kmeanspp_v3``. The source is the
+setup.py compiles ``_lloyd``, ``_kmeanspp`` and ``_hamerly`` once for baseline x86-64 and once
+for x86-64-v3 (AVX2 + FMA) as ``_lloyd_v3`` etc. The source is the
 same; only the instruction set differs. ``FASTKM_ISA=baseline`` forces the
 portable build (e.g. to compare them).
 """
@@ -21,6 +21,7 @@ def _select():
         try:
             importlib.import_module("fastkm._lloyd_v3")
             importlib.import_module("fastkm._kmeanspp_v3")
+            importlib.import_module("fastkm._hamerly_v3")
             return "_v3"
         except ImportError:
             if forced == "v3":
@@ -32,3 +33,4 @@ ISA_SUFFIX = _select()
 ISA = {"": "baseline (x86-64/SSE2 or the platform default)", "_v3": "x86-64-v3 (AVX2, FMA)"}[ISA_SUFFIX]
 lloyd = importlib.import_module("fastkm._lloyd" + ISA_SUFFIX)
 kmeanspp = importlib.import_module("fastkm._kmeanspp" + ISA_SUFFIX)
+hamerly = importlib.import_module("fastkm._hamerly" + ISA_SUFFIX)

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 
 from fastkm import _common
-from fastkm._dispatch import kmeanspp as _kmeanspp, lloyd as _lloyd
+from fastkm._dispatch import hamerly as _hamerly, kmeanspp as _kmeanspp, lloyd as _lloyd
 from fastkm._compat import (
     BaseEstimator, ClusterMixin, ConvergenceWarning, NotFittedError, TransformerMixin,
 )
@@ -18,7 +18,7 @@ from fastkm._validation import (
     effective_n_threads, feature_names,
 )
 
-_ALGORITHMS = ("lloyd", "elkan")
+_ALGORITHMS = ("auto", "lloyd", "elkan", "hamerly")
 _MIN_WORK_PER_THREAD = 1 << 16  # point-center-feature products below which one thread is used
 
 
@@ -145,20 +145,80 @@ def _relocate_empty_clusters(X, sample_weight, centers, labels, buf, empty, n_th
         buf.weights[new_id] = w
 
 
-def _kmeans_single_lloyd(X, sample_weight, centers_init, max_iter, verbose, tol, n_threads):
-    """One Lloyd run from ``centers_init``. Returns labels, inertia, centers, n_iter."""
+def _half_separation(centers):
+    """0.5 * distance from each center to its nearest other center (float64, exact
+    differences, in slabs of 64 centers to bound the temporary)."""
+    C = centers.astype(np.float64)
+    k = C.shape[0]
+    out = np.full(k, np.inf)
+    if k == 1:
+        return out
+    for s in range(0, k, 64):
+        D = ((C[s:s + 64, None, :] - C[None, :, :]) ** 2).sum(axis=2)
+        D[np.arange(D.shape[0]), np.arange(s, s + D.shape[0])] = np.inf
+        out[s:s + 64] = D.min(axis=1)
+    return 0.5 * np.sqrt(out)
+
+
+class _LloydStep:
+    """Assignment + sums by the dense fused Lloyd pass."""
+
+    def __init__(self, n_samples, n_clusters):
+        pass
+
+    def __call__(self, X, sample_weight, centers, labels, buf, first, n_threads):
+        return _lloyd.lloyd_iter(
+            X, sample_weight, centers, buf.block_sums, buf.block_weights, buf.block_changed,
+            buf.sums, buf.weights, labels, buf.rows_per_block, n_threads,
+        )
+
+    def centers_moved(self, old, new):
+        pass
+
+
+class _HamerlyStep:
+    """Assignment + sums with Hamerly's bounds (two float64 values per sample)."""
+
+    def __init__(self, n_samples, n_clusters):
+        self.upper = np.empty(n_samples)
+        self.lower = np.empty(n_samples)
+        self.shift = np.zeros(n_clusters)
+        self.half_sep = None
+
+    def __call__(self, X, sample_weight, centers, labels, buf, first, n_threads):
+        if self.half_sep is None:
+            self.half_sep = _half_separation(centers)
+        return _hamerly.hamerly_iter(
+            X, sample_weight, centers, self.half_sep, self.shift, first, self.upper, self.lower,
+            buf.block_sums, buf.block_weights, buf.block_changed, buf.sums, buf.weights, labels,
+            buf.rows_per_block, n_threads,
+        )
+
+    def centers_moved(self, old, new):
+        self.shift = np.sqrt(((new.astype(np.float64) - old) ** 2).sum(axis=1))
+        self.half_sep = _half_separation(new)
+
+
+_STEPS = {"lloyd": _LloydStep, "hamerly": _HamerlyStep}
+
+
+def _kmeans_single(X, sample_weight, centers_init, max_iter, verbose, tol, n_threads,
+                   algorithm="lloyd"):
+    """One run from ``centers_init``. Returns labels, inertia, centers, n_iter.
+
+    Every exact algorithm produces the labels (and so the float64 sums and the
+    centers) of plain Lloyd; only the way labels are found differs.
+    """
     n_samples, n_features = X.shape
     n_clusters = centers_init.shape[0]
     buf = _LloydBuffers(n_samples, n_clusters, n_features)
     n_threads = _threads_for(n_threads, buf.n_blocks, n_samples * n_clusters * n_features)
+    step = _STEPS[algorithm](n_samples, n_clusters)
     centers = np.array(centers_init, dtype=X.dtype, order="C")
     labels = np.full(n_samples, -1, dtype=np.int32)
     strict_convergence = False
     for it in range(max_iter):
-        n_changed = _lloyd.lloyd_iter(
-            X, sample_weight, centers, buf.block_sums, buf.block_weights, buf.block_changed,
-            buf.sums, buf.weights, labels, buf.rows_per_block, n_threads,
-        )
+        n_changed = step(X, sample_weight, centers, labels, buf, it == 0, n_threads)
         empty = np.flatnonzero(buf.weights <= 0)
         if empty.size:
             _relocate_empty_clusters(X, sample_weight, centers, labels, buf, empty, n_threads)
@@ -169,6 +229,7 @@ def _kmeans_single_lloyd(X, sample_weight, centers_init, max_iter, verbose, tol,
         if verbose:
             inertia = _inertia(X, sample_weight, centers, labels, buf, n_threads)
             print(f"Iteration {it}, inertia {inertia}.")
+        step.centers_moved(centers, new_centers)
         centers = new_centers
         if it > 0 and n_changed == 0:
             strict_convergence = True
@@ -184,6 +245,20 @@ def _kmeans_single_lloyd(X, sample_weight, centers_init, max_iter, verbose, tol,
         _lloyd.assign_labels(X, centers, labels, n_threads)
     inertia = _inertia(X, sample_weight, centers, labels, buf, n_threads)
     return labels, inertia, centers, it + 1
+
+
+def _choose_algorithm(algorithm, n_samples, n_features, n_clusters):
+    """Resolve 'auto' (and 'elkan', which runs Hamerly's bounds for now).
+
+    Measured with bench/algorithms.py (see README): for d <= 4 the vectorised
+    Lloyd tile kernel beats any bound bookkeeping; from d = 5 up Hamerly's bounds
+    win (3-4x at d = 8-16, about 2x at d = 32, k = 256).
+    """
+    if algorithm == "auto":
+        return "hamerly" if (n_clusters > 1 and n_features > 4) else "lloyd"
+    if algorithm == "elkan":
+        return "hamerly"
+    return algorithm
 
 
 def _tolerance(X, tol):
@@ -230,9 +305,11 @@ default='k-means++'
     copy_x : bool, default=True
         With many features the data is mean-centred for accuracy; copy_x=False
         skips that (and its copy). The input is never modified either way.
-    algorithm : {'lloyd', 'elkan'}, default='lloyd'
-        Both give the same labels from the same initial centers; 'elkan' currently
-        runs the same Lloyd kernels.
+    algorithm : {'auto', 'lloyd', 'hamerly', 'elkan'}, default='auto'
+        Exact variants: all give the labels plain Lloyd gives from the same initial
+        centers. 'hamerly' keeps two distance bounds per sample and skips most
+        distance computations; 'auto' picks by the data shape (see
+        ``_choose_algorithm``). 'elkan' currently runs Hamerly's bounds.
     n_threads : int, default=None
         OpenMP threads. None uses OpenMP's current maximum (``OMP_NUM_THREADS``,
         threadpoolctl limits); -1 uses every CPU.
@@ -251,7 +328,7 @@ default='k-means++'
 
     def __init__(
         self, n_clusters=8, *, init="k-means++", n_init="auto", max_iter=300, tol=1e-4,
-        verbose=0, random_state=None, copy_x=True, algorithm="lloyd", n_threads=None,
+        verbose=0, random_state=None, copy_x=True, algorithm="auto", n_threads=None,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -276,6 +353,7 @@ default='k-means++'
                   "verbose", 0)
         if self.algorithm not in _ALGORITHMS:
             raise ValueError(f"algorithm must be one of {_ALGORITHMS}; got {self.algorithm!r}.")
+        self._algorithm = _choose_algorithm(self.algorithm, n_samples, n_features, self._n_clusters)
         init = self.init
         if isinstance(init, str):
             if init not in ("k-means++", "random"):
@@ -367,8 +445,9 @@ default='k-means++'
             centers_init = self._init_centroids(X, sample_weight, init, random_state, n_threads)
             if self.verbose:
                 print("Initialization complete")
-            labels, inertia, centers, n_iter = _kmeans_single_lloyd(
-                X, sample_weight, centers_init, self._max_iter, self.verbose, tol, n_threads
+            labels, inertia, centers, n_iter = _kmeans_single(
+                X, sample_weight, centers_init, self._max_iter, self.verbose, tol, n_threads,
+                self._algorithm,
             )
             if best is None or (
                 inertia < best[1] and not _is_same_clustering(labels, best[0], self._n_clusters)
@@ -484,7 +563,7 @@ default='k-means++'
 
 def k_means(
     X, n_clusters, *, sample_weight=None, init="k-means++", n_init="auto", max_iter=300,
-    verbose=False, tol=1e-4, random_state=None, copy_x=True, algorithm="lloyd",
+    verbose=False, tol=1e-4, random_state=None, copy_x=True, algorithm="auto",
     return_n_iter=False, n_threads=None,
 ):
     """Functional K-Means (as ``sklearn.cluster.k_means``).

@@ -12,8 +12,9 @@ from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
+from fastkm._common import dot_operands, merge_blocks
 from fastkm._common cimport (
-    CHUNK, DIRECT_MAX_D, DOT_TILE_J, argmin_chunk_direct, argmin_chunk_dot, transpose_chunk,
+    CHUNK, DIRECT_MAX_D, DOT_TILE_J, add_weighted_row, argmin_chunk_direct, argmin_chunk_dot, transpose_chunk,
 )
 
 
@@ -30,21 +31,6 @@ cdef inline void _assign_chunk(
         argmin_chunk_direct(xt, rows, d, centers, k, best, lab, acc)
 
 
-def _dot_operands(const floating[:, ::1] centers):
-    """Transposed centers and 0.5*||c||^2, padded to a multiple of DOT_TILE_J centers.
-
-    Padding centers are zero with a half-norm of the dtype's max: never the argmin.
-    """
-    c = np.asarray(centers)
-    k, d = c.shape
-    k_pad = -(-k // DOT_TILE_J) * DOT_TILE_J
-    ct = np.zeros((d, k_pad), dtype=c.dtype)
-    ct[:, :k] = c.T
-    hn = np.full(k_pad, np.finfo(c.dtype).max, dtype=c.dtype)
-    hn[:k] = 0.5 * np.einsum("ij,ij->i", c, c)
-    return ct, hn
-
-
 cdef Py_ssize_t _lloyd_block(
     const floating* X, const floating* sw, Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
     const floating* centers, const floating* centers_t, const floating* half_cnorm,
@@ -53,11 +39,8 @@ cdef Py_ssize_t _lloyd_block(
     floating* xt, floating* best, floating* acc, int* lab,
 ) noexcept nogil:
     """Assign rows [start, end) and add their weighted sums into one block's buffers."""
-    cdef Py_ssize_t c0, rows, i, f, changed = 0
+    cdef Py_ssize_t c0, rows, i, changed = 0
     cdef int l
-    cdef double w
-    cdef double* s
-    cdef const floating* x
     memset(sums, 0, k * d * sizeof(double))
     memset(weights, 0, k * sizeof(double))
     c0 = start
@@ -70,12 +53,7 @@ cdef Py_ssize_t _lloyd_block(
             if l != labels[c0 + i]:
                 changed += 1
                 labels[c0 + i] = l
-            w = sw[c0 + i]
-            weights[l] += w
-            s = sums + l * d
-            x = X + (c0 + i) * d
-            for f in range(d):
-                s[f] += w * x[f]
+            add_weighted_row(X + (c0 + i) * d, sw[c0 + i], d, sums + l * d, weights + l)
         c0 += rows
     return changed
 
@@ -123,9 +101,8 @@ def lloyd_iter(
     cdef floating* best
     cdef floating* acc
     cdef int* lab
-    cdef double s
     if use_dot:
-        ct, hn = _dot_operands(centers)
+        ct, hn = dot_operands(centers)
         centers_t, half_cnorm = ct, hn
     else:
         centers_t = np.empty((1, 1), dtype=np.asarray(centers).dtype)
@@ -151,17 +128,7 @@ def lloyd_iter(
         free(acc)
         free(lab)
 
-    # merge in block order: the result does not depend on the thread count
-    for j in prange(k, nogil=True, schedule="static", num_threads=n_threads):
-        s = 0.0
-        for b in range(n_blocks):
-            s = s + block_weights[b, j]
-        weights[j] = s
-        for f in range(d):
-            s = 0.0
-            for b in range(n_blocks):
-                s = s + block_sums[b, j, f]
-            sums[j, f] = s
+    merge_blocks(block_sums, block_weights, sums, weights, n_threads)
 
     changed = 0
     for b in range(n_blocks):
@@ -185,7 +152,7 @@ def assign_labels(
     cdef floating* best
     cdef floating* acc
     if use_dot:
-        ct, hn = _dot_operands(centers)
+        ct, hn = dot_operands(centers)
         centers_t, half_cnorm = ct, hn
     else:
         centers_t = np.empty((1, 1), dtype=np.asarray(centers).dtype)

@@ -1,0 +1,206 @@
+"""Hamerly's exact K-Means (Hamerly 2010): one upper and one lower distance bound
+per sample let most samples skip the distance computations of an iteration.
+
+Labels are those of Lloyd's algorithm from the same centers (ties aside). The
+center sums are recomputed in full every iteration through the same fixed
+row-block reduction as ``_lloyd``, so given the same labels the new centers are
+bitwise identical to Lloyd's, for any thread count.
+"""
+from cython cimport floating
+from cython.parallel cimport parallel, prange
+from libc.math cimport sqrt
+from libc.stdlib cimport free, malloc
+from libc.string cimport memset
+from libc.float cimport DBL_MAX
+
+from fastkm._common import dot_operands, merge_blocks
+from fastkm._common cimport DIRECT_MAX_D, FASTKM_MADD, add_weighted_row
+
+
+cdef inline void _all_distances(
+    const floating* x, Py_ssize_t d, const floating* centers_t, Py_ssize_t k,
+    floating* acc,               # OUT (k,) squared distances
+) noexcept nogil:
+    # across centers (independent lanes): vectorises, exact differences
+    cdef Py_ssize_t j, f
+    cdef floating xf, t
+    cdef const floating* row
+    xf = x[0]
+    for j in range(k):
+        t = xf - centers_t[j]
+        acc[j] = t * t
+    for f in range(1, d):
+        xf = x[f]
+        row = centers_t + f * k
+        for j in range(k):
+            t = xf - row[j]
+            acc[j] = <floating>FASTKM_MADD(t, t, acc[j])
+
+
+cdef inline void _all_half_dots(
+    const floating* x, Py_ssize_t d, const floating* centers_t, const floating* half_cnorm,
+    Py_ssize_t k_pad,
+    floating* acc,               # OUT (k_pad,) 0.5 ||c||^2 - x.c
+) noexcept nogil:
+    # the same operations, in the same order, as argmin_chunk_dot (Lloyd, d > 8):
+    # the label found here is bit-for-bit the one Lloyd's kernel finds
+    cdef Py_ssize_t j, f
+    cdef floating xf
+    cdef const floating* row
+    for j in range(k_pad):
+        acc[j] = half_cnorm[j]
+    for f in range(d):
+        xf = x[f]
+        row = centers_t + f * k_pad
+        for j in range(k_pad):
+            acc[j] = <floating>FASTKM_MADD(-xf, row[j], acc[j])
+
+
+cdef Py_ssize_t _hamerly_block(
+    const floating* X, const floating* sw, Py_ssize_t start, Py_ssize_t end,
+    Py_ssize_t d, Py_ssize_t k,
+    const floating* centers, const floating* centers_t,
+    const double* half_sep, const double* shift, double max_shift, double second_shift,
+    Py_ssize_t argmax_shift, bint first,
+    double* upper, double* lower, int* labels,
+    double* sums, double* weights, floating* acc, double margin,
+    bint use_dot, const floating* dot_ct, const floating* dot_hn, Py_ssize_t k_pad,
+    double max_cnorm, double dot_err,
+) noexcept nogil:
+    cdef Py_ssize_t i, j, f, changed = 0
+    cdef int a, j1
+    cdef double u, l, m, b1, b2, v, t, xx
+    cdef const floating* x
+    memset(sums, 0, k * d * sizeof(double))
+    memset(weights, 0, k * sizeof(double))
+    for i in range(start, end):
+        x = X + i * d
+        a = labels[i]
+        if not first:
+            u = upper[i] + shift[a]
+            # the largest move of any *other* center bounds how far l can drop
+            l = lower[i] - (second_shift if a == argmax_shift else max_shift)
+            m = (half_sep[a] if half_sep[a] > l else l) * margin
+            # skip only on a strict inequality: on a tie the full scan below picks
+            # the lowest index, exactly as Lloyd's argmin does
+            if not u < m:
+                # tighten the upper bound: exact distance to the assigned center
+                v = 0.0
+                for f in range(d):
+                    v = v + <double>(x[f] - centers[a * d + f]) * <double>(x[f] - centers[a * d + f])
+                u = sqrt(v)
+        if first or not u < m:
+            if use_dot:
+                _all_half_dots(x, d, dot_ct, dot_hn, k_pad, acc)
+            else:
+                _all_distances(x, d, centers_t, k, acc)
+            b1 = DBL_MAX
+            b2 = DBL_MAX
+            j1 = 0
+            for j in range(k):
+                v = acc[j]
+                if v < b1:
+                    b2 = b1
+                    b1 = v
+                    j1 = <int>j
+                elif v < b2:
+                    b2 = v
+            if j1 != a:
+                changed += 1
+                labels[i] = j1
+                a = j1
+            if use_dot:
+                # exact distance to the winner; a lower bound for the runner-up
+                # from 2 (0.5||c||^2 - x.c) + ||x||^2, less its worst rounding
+                v = 0.0
+                xx = 0.0
+                for f in range(d):
+                    t = <double>x[f] - <double>centers[a * d + f]
+                    v = v + t * t
+                    xx = xx + <double>x[f] * <double>x[f]
+                u = sqrt(v)
+                v = 2.0 * b2 + xx - dot_err * (xx + max_cnorm)
+                l = sqrt(v) if v > 0.0 else 0.0
+            else:
+                u = sqrt(b1)
+                l = sqrt(b2)
+            if k == 1:
+                l = DBL_MAX
+        upper[i] = u
+        lower[i] = l
+        add_weighted_row(x, sw[i], d, sums + a * d, weights + a)
+    return changed
+
+
+def hamerly_iter(
+    const floating[:, ::1] X,              # IN  (n_samples, n_features)
+    const floating[::1] sample_weight,     # IN  (n_samples,)
+    const floating[:, ::1] centers,        # IN  (n_clusters, n_features)
+    const double[::1] half_sep,            # IN  (n_clusters,) 0.5 * distance to the nearest other center
+    const double[::1] shift,               # IN  (n_clusters,) distance each center moved last update
+    bint first,                            # IN  no valid bounds yet: full pass
+    double[::1] upper,                     # IN/OUT (n_samples,) upper bound to assigned center
+    double[::1] lower,                     # IN/OUT (n_samples,) lower bound to any other center
+    double[:, :, ::1] block_sums,          # scratch (n_blocks, n_clusters, n_features)
+    double[:, ::1] block_weights,          # scratch (n_blocks, n_clusters)
+    Py_ssize_t[::1] block_changed,         # scratch (n_blocks,)
+    double[:, ::1] sums,                   # OUT (n_clusters, n_features)
+    double[::1] weights,                   # OUT (n_clusters,)
+    int[::1] labels,                       # IN/OUT (n_samples,)
+    Py_ssize_t rows_per_block,
+    int n_threads,
+):
+    """One Hamerly iteration: labels, bounds, and per-center weighted sums.
+
+    Same contract as ``_lloyd.lloyd_iter`` (returns the number of changed labels),
+    plus the bound arrays that carry over between iterations.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
+    cdef Py_ssize_t n_blocks = block_sums.shape[0], b, j, f, start, end
+    cdef Py_ssize_t argmax_shift = 0
+    cdef double max_shift = 0.0, second_shift = 0.0
+    cdef floating* acc
+    # Bounds are compared with a relative safety margin that covers the rounding
+    # of the distances (~d ulps of the data type): a sample is skipped only when
+    # its label is certain, otherwise it gets the full (Lloyd-identical) scan.
+    cdef double eps = 1.1920929e-07 if floating is float else 2.220446049250313e-16
+    cdef double margin = 1.0 - 8.0 * (d + 4) * eps
+    import numpy as np
+    cdef floating[:, ::1] centers_t = np.ascontiguousarray(np.asarray(centers).T)
+    cdef bint use_dot = d > DIRECT_MAX_D
+    cdef floating[:, ::1] dot_ct = centers_t
+    cdef floating[::1] dot_hn = np.zeros(1, dtype=np.asarray(centers).dtype)
+    cdef double max_cnorm = 0.0, dot_err = 8.0 * (d + 4) * eps
+    if use_dot:
+        dot_ct, dot_hn = dot_operands(centers)
+        max_cnorm = float(2.0 * np.max(np.asarray(dot_hn)[:k]))
+    cdef Py_ssize_t k_pad = dot_ct.shape[1] if use_dot else k
+    for j in range(k):
+        if shift[j] > max_shift:
+            second_shift = max_shift
+            max_shift = shift[j]
+            argmax_shift = j
+        elif shift[j] > second_shift:
+            second_shift = shift[j]
+
+    with nogil, parallel(num_threads=n_threads):
+        acc = <floating*> malloc(k_pad * sizeof(floating))
+        for b in prange(n_blocks, schedule="dynamic"):
+            start = b * rows_per_block
+            end = min(n, start + rows_per_block)
+            block_changed[b] = _hamerly_block(
+                &X[0, 0], &sample_weight[0], start, end, d, k,
+                &centers[0, 0], &centers_t[0, 0], &half_sep[0], &shift[0],
+                max_shift, second_shift, argmax_shift, first,
+                &upper[0], &lower[0], &labels[0],
+                &block_sums[b, 0, 0], &block_weights[b, 0], acc, margin,
+                use_dot, &dot_ct[0, 0], &dot_hn[0], k_pad, max_cnorm, dot_err,
+            )
+        free(acc)
+
+    merge_blocks(block_sums, block_weights, sums, weights, n_threads)
+
+    changed = 0
+    for b in range(n_blocks):
+        changed += block_changed[b]
+    return changed
