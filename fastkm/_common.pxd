@@ -5,6 +5,7 @@
 # the calling thread; nothing here allocates, validates or touches the GIL.
 from cython cimport floating
 from libc.float cimport FLT_MAX, DBL_MAX
+from libc.math cimport sqrt
 
 cdef extern from *:
     """
@@ -303,3 +304,36 @@ cdef inline void add_weighted_row(
     weight[0] += w
     for f in range(d):
         sums_row[f] += w * x[f]
+
+
+cdef inline double pair_value(
+    const floating* x, const floating* c, Py_ssize_t d, bint use_dot, floating half_cnorm,
+) noexcept nogil:
+    """Lloyd's comparison value for (x, c): ||x - c||^2 (d <= 8) or 0.5||c||^2 - x.c,
+    with the same operations in the same order as the tile kernels."""
+    cdef Py_ssize_t f
+    cdef floating s, t
+    if use_dot:
+        s = half_cnorm
+        for f in range(d):
+            s = <floating>FASTKM_MADD(-x[f], c[f], s)
+        return s
+    t = x[0] - c[0]
+    s = t * t
+    for f in range(1, d):
+        t = x[f] - c[f]
+        s = <floating>FASTKM_MADD(t, t, s)
+    return s
+
+
+cdef inline double upper_from(double v, bint use_dot, double xx, double err) noexcept nogil:
+    # an upper bound on the distance whose comparison value is v
+    if use_dot:
+        v = 2.0 * v + xx + err
+    return sqrt(v) if v > 0.0 else 0.0
+
+
+cdef inline double lower_from(double v, bint use_dot, double xx, double err) noexcept nogil:
+    if use_dot:
+        v = 2.0 * v + xx - err
+    return sqrt(v) if v > 0.0 else 0.0

@@ -22,6 +22,7 @@ def _select():
             importlib.import_module("fastkm._lloyd_v3")
             importlib.import_module("fastkm._kmeanspp_v3")
             importlib.import_module("fastkm._hamerly_v3")
+            importlib.import_module("fastkm._elkan_v3")
             return "_v3"
         except ImportError:
             if forced == "v3":
@@ -34,3 +35,4 @@ ISA = {"": "baseline (x86-64/SSE2 or the platform default)", "_v3": "x86-64-v3 (
 lloyd = importlib.import_module("fastkm._lloyd" + ISA_SUFFIX)
 kmeanspp = importlib.import_module("fastkm._kmeanspp" + ISA_SUFFIX)
 hamerly = importlib.import_module("fastkm._hamerly" + ISA_SUFFIX)
+elkan = importlib.import_module("fastkm._elkan" + ISA_SUFFIX)

@@ -1,4 +1,4 @@
-"""Hamerly's exact K-Means (Hamerly 2010): one upper and one lower distance bound
+"""Hamerly's exact K-Means (Hamerly 2010) and its Exponion refinement: one upper and one lower distance bound
 per sample let most samples skip the distance computations of an iteration.
 
 Labels are those of Lloyd's algorithm from the same centers (ties aside). The
@@ -14,7 +14,9 @@ from libc.string cimport memset
 from libc.float cimport DBL_MAX
 
 from fastkm._common import dot_operands, merge_blocks
-from fastkm._common cimport DIRECT_MAX_D, FASTKM_MADD, add_weighted_row
+from fastkm._common cimport (
+    DIRECT_MAX_D, FASTKM_MADD, add_weighted_row, lower_from, pair_value, upper_from,
+)
 
 
 cdef inline void _all_distances(
@@ -66,10 +68,12 @@ cdef Py_ssize_t _hamerly_block(
     double* sums, double* weights, floating* acc, double margin,
     bint use_dot, const floating* dot_ct, const floating* dot_hn, Py_ssize_t k_pad,
     double max_cnorm, double dot_err,
+    bint exponion, const double* cc_sorted, const int* cc_order,
 ) noexcept nogil:
     cdef Py_ssize_t i, j, f, changed = 0
     cdef int a, j1
-    cdef double u, l, m, b1, b2, v, t, xx
+    cdef double u, l, m, b1, b2, v, t, xx, r, va, vb
+    cdef Py_ssize_t q
     cdef const floating* x
     memset(sums, 0, k * d * sizeof(double))
     memset(weights, 0, k * sizeof(double))
@@ -89,7 +93,41 @@ cdef Py_ssize_t _hamerly_block(
                 for f in range(d):
                     v = v + <double>(x[f] - centers[a * d + f]) * <double>(x[f] - centers[a * d + f])
                 u = sqrt(v)
-        if first or not u < m:
+        if not first and exponion and not u < m:
+            # Exponion (Newling & Fleuret 2016): only centers within
+            # R = 2u + d(c_a, nearest other center) of c_a can be nearest or
+            # second nearest; every center beyond is at least R - u away.
+            r = (2.0 * u + 2.0 * half_sep[a]) * (2.0 - margin)
+            va = DBL_MAX
+            vb = DBL_MAX
+            j1 = a
+            q = 0
+            while q < k and cc_sorted[a * k + q] <= r:
+                j = cc_order[a * k + q]
+                v = pair_value(x, centers + j * d, d, use_dot,
+                               dot_hn[j] if use_dot else <floating>0)
+                # Lloyd's rule: smallest value, lowest index on equal values
+                if v < va or (v == va and j < j1):
+                    vb = va
+                    va = v
+                    j1 = <int>j
+                elif v < vb:
+                    vb = v
+                q += 1
+            if j1 != a:
+                changed += 1
+                labels[i] = j1
+                a = j1
+            xx = 0.0
+            if use_dot:
+                for f in range(d):
+                    xx = xx + <double>x[f] * <double>x[f]
+            t = dot_err * (xx + max_cnorm)
+            u = upper_from(va, use_dot, xx, t)
+            l = lower_from(vb, use_dot, xx, t)
+            if q < k and cc_sorted[a * k + q] - u < l:
+                l = cc_sorted[a * k + q] - u
+        elif first or not u < m:
             if use_dot:
                 _all_half_dots(x, d, dot_ct, dot_hn, k_pad, acc)
             else:
@@ -149,11 +187,16 @@ def hamerly_iter(
     int[::1] labels,                       # IN/OUT (n_samples,)
     Py_ssize_t rows_per_block,
     int n_threads,
+    const double[:, ::1] cc_sorted=None,   # IN  (n_clusters, n_clusters) Exponion: each row's
+                                           #     center-center distances, ascending
+    const int[:, ::1] cc_order=None,       # IN  (n_clusters, n_clusters) the matching center indices
 ):
     """One Hamerly iteration: labels, bounds, and per-center weighted sums.
 
     Same contract as ``_lloyd.lloyd_iter`` (returns the number of changed labels),
-    plus the bound arrays that carry over between iterations.
+    plus the bound arrays that carry over between iterations. With ``cc_sorted``
+    and ``cc_order`` it runs Exponion: a sample that fails the bound test only
+    looks at the centers in a ball around its current one.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
     cdef Py_ssize_t n_blocks = block_sums.shape[0], b, j, f, start, end
@@ -175,6 +218,10 @@ def hamerly_iter(
         dot_ct, dot_hn = dot_operands(centers)
         max_cnorm = float(2.0 * np.max(np.asarray(dot_hn)[:k]))
     cdef Py_ssize_t k_pad = dot_ct.shape[1] if use_dot else k
+    cdef bint exponion = cc_sorted is not None
+    if not exponion:
+        cc_sorted = np.zeros((1, 1))
+        cc_order = np.zeros((1, 1), dtype=np.int32)
     for j in range(k):
         if shift[j] > max_shift:
             second_shift = max_shift
@@ -195,6 +242,7 @@ def hamerly_iter(
                 &upper[0], &lower[0], &labels[0],
                 &block_sums[b, 0, 0], &block_weights[b, 0], acc, margin,
                 use_dot, &dot_ct[0, 0], &dot_hn[0], k_pad, max_cnorm, dot_err,
+                exponion, &cc_sorted[0, 0], &cc_order[0, 0],
             )
         free(acc)
 

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 
 from fastkm import _common
-from fastkm._dispatch import hamerly as _hamerly, kmeanspp as _kmeanspp, lloyd as _lloyd
+from fastkm._dispatch import elkan as _elkan, hamerly as _hamerly, kmeanspp as _kmeanspp, lloyd as _lloyd
 from fastkm._compat import (
     BaseEstimator, ClusterMixin, ConvergenceWarning, NotFittedError, TransformerMixin,
 )
@@ -18,7 +18,7 @@ from fastkm._validation import (
     effective_n_threads, feature_names,
 )
 
-_ALGORITHMS = ("auto", "lloyd", "elkan", "hamerly")
+_ALGORITHMS = ("auto", "lloyd", "elkan", "hamerly", "exponion")
 _MIN_WORK_PER_THREAD = 1 << 16  # point-center-feature products below which one thread is used
 
 
@@ -34,6 +34,17 @@ _DIRECT_MAX_D = 8  # same threshold as DIRECT_MAX_D in _common.pxd
 
 # --------------------------------------------------------------------------- seeding
 
+def _quarter_sq_distances(A, B):
+    """d(a, b)^2 / 4 for every row pair, exact differences in float64, in slabs
+    that keep the temporary under ~32 MB."""
+    A = A.astype(np.float64)
+    out = np.empty((A.shape[0], B.shape[0]))
+    step = max(1, (1 << 22) // max(1, A.shape[0] * A.shape[1]))
+    for s in range(0, B.shape[0], step):
+        out[:, s:s + step] = ((A[:, None, :] - B[None, s:s + step]) ** 2).sum(-1)
+    return 0.25 * out
+
+
 def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials, n_threads):
     """Greedy k-means++ (Arthur & Vassilvitskii 2007, with scikit-learn's local
     trials). Draws the same random numbers in the same order as scikit-learn."""
@@ -44,31 +55,41 @@ def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials,
     n_threads = _threads_for(n_threads, n_blocks, n_samples * n_features * n_local_trials)
     centers = np.empty((n_clusters, n_features), dtype=X.dtype)
     indices = np.full(n_clusters, -1, dtype=np.intp)
-    closest = np.full(n_samples, np.inf)
     block_pot = np.empty(n_blocks)
     cand_pot = np.empty((n_local_trials, n_blocks))
     cand_ids = np.empty(n_local_trials, dtype=np.intp)
 
+    closest = np.full(n_samples, np.inf)
+    assign = np.zeros(n_samples, dtype=np.int32)
+    C64 = np.empty((n_clusters, n_features))  # chosen centers, for the pruning bounds
+
     p = sample_weight.astype(np.float64)
     center_id = random_state.choice(n_samples, p=p / p.sum())
     centers[0] = X[center_id]
+    C64[0] = centers[0]
     indices[0] = center_id
     current_pot = _kmeanspp.update_closest(
-        X, sample_weight, closest, centers[0], block_pot, rows_per_block, n_threads
+        X, sample_weight, closest, assign, centers[0], 0, np.zeros(1), block_pot,
+        rows_per_block, n_threads,
     )
     for c in range(1, n_clusters):
         targets = random_state.uniform(size=n_local_trials) * current_pot
         _kmeanspp.sample_d2(sample_weight, closest, block_pot, rows_per_block, targets, cand_ids)
         candidates = X[cand_ids]
+        # d(candidate, chosen center)^2 / 4: the triangle-inequality pruning bounds
+        quarter = _quarter_sq_distances(candidates, C64[:c])
         _kmeanspp.candidate_potentials(
-            X, sample_weight, closest, candidates, cand_pot, rows_per_block, n_threads
+            X, sample_weight, closest, assign, candidates, quarter, cand_pot, rows_per_block,
+            n_threads,
         )
         pots = cand_pot.sum(axis=1)  # n_blocks values per row, fixed order
         best = int(np.argmin(pots))
         centers[c] = candidates[best]
+        C64[c] = centers[c]
         indices[c] = cand_ids[best]
         current_pot = _kmeanspp.update_closest(
-            X, sample_weight, closest, centers[c], block_pot, rows_per_block, n_threads
+            X, sample_weight, closest, assign, centers[c], c, np.ascontiguousarray(quarter[best]),
+            block_pot, rows_per_block, n_threads,
         )
     return centers, indices
 
@@ -185,21 +206,78 @@ class _HamerlyStep:
         self.shift = np.zeros(n_clusters)
         self.half_sep = None
 
+    def _prepare(self, centers):
+        self.half_sep = _half_separation(centers)
+
+    def _extra(self):
+        return {}
+
     def __call__(self, X, sample_weight, centers, labels, buf, first, n_threads):
         if self.half_sep is None:
-            self.half_sep = _half_separation(centers)
+            self._prepare(centers)
         return _hamerly.hamerly_iter(
             X, sample_weight, centers, self.half_sep, self.shift, first, self.upper, self.lower,
             buf.block_sums, buf.block_weights, buf.block_changed, buf.sums, buf.weights, labels,
-            buf.rows_per_block, n_threads,
+            buf.rows_per_block, n_threads, **self._extra(),
         )
 
     def centers_moved(self, old, new):
         self.shift = np.sqrt(((new.astype(np.float64) - old) ** 2).sum(axis=1))
-        self.half_sep = _half_separation(new)
+        self._prepare(new)
 
 
-_STEPS = {"lloyd": _LloydStep, "hamerly": _HamerlyStep}
+class _ExponionStep(_HamerlyStep):
+    """Hamerly's bounds; a failing sample searches only a ball of centers around
+    its own (needs each center's neighbours sorted by distance: k x k)."""
+
+    def _prepare(self, centers):
+        half_cc, self.half_sep = _half_center_distances(centers)
+        order = np.argsort(half_cc, axis=1, kind="stable")
+        self.cc_order = order.astype(np.int32)
+        self.cc_sorted = np.ascontiguousarray(2.0 * np.take_along_axis(half_cc, order, axis=1))
+
+    def _extra(self):
+        return {"cc_sorted": self.cc_sorted, "cc_order": self.cc_order}
+
+
+def _half_center_distances(centers):
+    """0.5 * distance between every pair of centers (float64, exact differences),
+    and each row's minimum over the other centers."""
+    C = centers.astype(np.float64)
+    k = C.shape[0]
+    out = np.empty((k, k))
+    for s in range(0, k, 64):
+        out[s:s + 64] = np.sqrt(((C[s:s + 64, None, :] - C[None, :, :]) ** 2).sum(axis=2))
+    out *= 0.5
+    masked = out + np.diag(np.full(k, np.inf))
+    return out, masked.min(axis=1)
+
+
+class _ElkanStep:
+    """Assignment + sums with Elkan's bounds (n_samples x n_clusters lower bounds)."""
+
+    def __init__(self, n_samples, n_clusters, dtype=np.float64):
+        self.upper = np.empty(n_samples)
+        self.lower = np.empty((n_samples, n_clusters), dtype=dtype)
+        self.shift = np.zeros(n_clusters)
+        self.half_cc = None
+
+    def __call__(self, X, sample_weight, centers, labels, buf, first, n_threads):
+        if self.half_cc is None:
+            self.half_cc, self.half_sep = _half_center_distances(centers)
+        return _elkan.elkan_iter(
+            X, sample_weight, centers, self.half_cc, self.half_sep, self.shift, first,
+            self.upper, self.lower, buf.block_sums, buf.block_weights, buf.block_changed,
+            buf.sums, buf.weights, labels, buf.rows_per_block, n_threads,
+        )
+
+    def centers_moved(self, old, new):
+        self.shift = np.sqrt(((new.astype(np.float64) - old) ** 2).sum(axis=1))
+        self.half_cc, self.half_sep = _half_center_distances(new)
+
+
+_STEPS = {"lloyd": _LloydStep, "hamerly": _HamerlyStep, "elkan": _ElkanStep,
+          "exponion": _ExponionStep}
 
 
 def _kmeans_single(X, sample_weight, centers_init, max_iter, verbose, tol, n_threads,
@@ -213,7 +291,10 @@ def _kmeans_single(X, sample_weight, centers_init, max_iter, verbose, tol, n_thr
     n_clusters = centers_init.shape[0]
     buf = _LloydBuffers(n_samples, n_clusters, n_features)
     n_threads = _threads_for(n_threads, buf.n_blocks, n_samples * n_clusters * n_features)
-    step = _STEPS[algorithm](n_samples, n_clusters)
+    if algorithm == "elkan":
+        step = _ElkanStep(n_samples, n_clusters, X.dtype)
+    else:
+        step = _STEPS[algorithm](n_samples, n_clusters)
     centers = np.array(centers_init, dtype=X.dtype, order="C")
     labels = np.full(n_samples, -1, dtype=np.int32)
     strict_convergence = False
@@ -247,17 +328,31 @@ def _kmeans_single(X, sample_weight, centers_init, max_iter, verbose, tol, n_thr
     return labels, inertia, centers, it + 1
 
 
-def _choose_algorithm(algorithm, n_samples, n_features, n_clusters):
-    """Resolve 'auto' (and 'elkan', which runs Hamerly's bounds for now).
+ELKAN_MAX_BYTES = 1 << 30  # Elkan's n x k lower bounds beyond this: Hamerly instead
+
+
+def _choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize=8):
+    """Resolve 'auto', and keep 'elkan' within memory.
 
     Measured with bench/algorithms.py (see README): for d <= 4 the vectorised
     Lloyd tile kernel beats any bound bookkeeping; from d = 5 up Hamerly's bounds
-    win (3-4x at d = 8-16, about 2x at d = 32, k = 256).
+    win (3-4x at d = 8-16, about 2x at d = 32, k = 256). Elkan's n x k bounds
+    (explicit ``algorithm='elkan'``) are used only below ELKAN_MAX_BYTES; above,
+    Hamerly gives the same labels in O(n) memory.
     """
     if algorithm == "auto":
         return "hamerly" if (n_clusters > 1 and n_features > 4) else "lloyd"
     if algorithm == "elkan":
-        return "hamerly"
+        need = n_samples * n_clusters * itemsize
+        if need > ELKAN_MAX_BYTES:
+            warnings.warn(
+                f"algorithm='elkan' needs {need / 2**30:.1f} GiB of distance bounds "
+                f"(n_samples x n_clusters); using 'hamerly' instead, which gives the same "
+                "labels with two bounds per sample.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            return "hamerly"
     return algorithm
 
 
@@ -308,8 +403,10 @@ default='k-means++'
     algorithm : {'auto', 'lloyd', 'hamerly', 'elkan'}, default='auto'
         Exact variants: all give the labels plain Lloyd gives from the same initial
         centers. 'hamerly' keeps two distance bounds per sample and skips most
-        distance computations; 'auto' picks by the data shape (see
-        ``_choose_algorithm``). 'elkan' currently runs Hamerly's bounds.
+        distance computations; 'elkan' keeps one lower bound per (sample,
+        center) pair (n_samples x n_clusters memory; above 1 GiB it falls back
+        to 'hamerly' with a warning); 'auto' picks by the data shape (see
+        ``_choose_algorithm``).
     n_threads : int, default=None
         OpenMP threads. None uses OpenMP's current maximum (``OMP_NUM_THREADS``,
         threadpoolctl limits); -1 uses every CPU.
@@ -353,7 +450,8 @@ default='k-means++'
                   "verbose", 0)
         if self.algorithm not in _ALGORITHMS:
             raise ValueError(f"algorithm must be one of {_ALGORITHMS}; got {self.algorithm!r}.")
-        self._algorithm = _choose_algorithm(self.algorithm, n_samples, n_features, self._n_clusters)
+        self._algorithm = _choose_algorithm(self.algorithm, n_samples, n_features, self._n_clusters,
+                                             X.dtype.itemsize)
         init = self.init
         if isinstance(init, str):
             if init not in ("k-means++", "random"):

@@ -6,7 +6,7 @@ from fastkm import KMeans, kmeans_plusplus
 from fastkm._kmeans import _choose_algorithm
 from conftest import has_near_ties, numpy_lloyd
 
-ALGORITHMS = ["hamerly", "elkan", "auto"]
+ALGORITHMS = ["hamerly", "elkan", "exponion", "auto"]
 
 
 def dataset(name, dtype):
@@ -82,6 +82,17 @@ def test_k_equals_one_and_n():
         a = KMeans(k, random_state=0, algorithm="lloyd").fit(X)
         b = KMeans(k, random_state=0, algorithm="hamerly").fit(X)
         np.testing.assert_array_equal(a.labels_, b.labels_)
+
+
+def test_elkan_memory_guard(monkeypatch):
+    import fastkm._kmeans as km_mod
+
+    X = dataset("gauss-d8", np.float64)
+    monkeypatch.setattr(km_mod, "ELKAN_MAX_BYTES", 1000)
+    with pytest.warns(RuntimeWarning, match="using 'hamerly' instead"):
+        est = KMeans(5, algorithm="elkan", random_state=0).fit(X)
+    assert est._algorithm == "hamerly"
+    assert KMeans(5, algorithm="auto", random_state=0).fit(X)._algorithm != "elkan"
 
 
 def test_auto_rule():

@@ -1,0 +1,49 @@
+"""Peak resident memory (RSS) of default fits, fastkm vs scikit-learn.
+
+    python bench/memory.py
+
+Each fit runs in a fresh subprocess; the peak RSS of the process (ru_maxrss)
+minus the peak after building the data is reported, in MiB.
+"""
+import json
+import subprocess
+import sys
+
+WORKLOADS = {
+    "china.jpg KMeans(64)": "from sklearn.datasets import load_sample_image; "
+    "X = (load_sample_image('china.jpg') / 255.0).reshape(-1, 3)",
+    "200k x 32 float32 KMeans(256)": "from sklearn.datasets import make_blobs; "
+    "X = make_blobs(200000, 32, centers=256, random_state=0)[0].astype('float32')",
+}
+IMPL = {
+    "fastkm": "from fastkm import KMeans",
+    "sklearn": "from sklearn.cluster import KMeans",
+}
+CODE = """
+import resource, json
+{imp}
+{data}
+import numpy as np
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+km = KMeans({k}, random_state=0).fit(X)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"before": before, "after": after, "inertia": km.inertia_}}))
+"""
+
+
+def main():
+    print("| workload | fastkm peak extra MiB | sklearn peak extra MiB |")
+    print("|---|---|---|")
+    for name, data in WORKLOADS.items():
+        k = 64 if "china" in name else 256
+        cells = []
+        for impl, imp in IMPL.items():
+            out = subprocess.run([sys.executable, "-c", CODE.format(imp=imp, data=data, k=k)],
+                                 capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            cells.append(f"{(r['after'] - r['before']) / 1024:.1f}")
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
