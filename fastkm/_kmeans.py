@@ -34,17 +34,6 @@ _DIRECT_MAX_D = 8  # same threshold as DIRECT_MAX_D in _common.pxd
 
 # --------------------------------------------------------------------------- seeding
 
-def _quarter_sq_distances(A, B):
-    """d(a, b)^2 / 4 for every row pair, exact differences in float64, in slabs
-    that keep the temporary under ~32 MB."""
-    A = A.astype(np.float64)
-    out = np.empty((A.shape[0], B.shape[0]))
-    step = max(1, (1 << 22) // max(1, A.shape[0] * A.shape[1]))
-    for s in range(0, B.shape[0], step):
-        out[:, s:s + step] = ((A[:, None, :] - B[None, s:s + step]) ** 2).sum(-1)
-    return 0.25 * out
-
-
 def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials, n_threads):
     """Greedy k-means++ (Arthur & Vassilvitskii 2007, with scikit-learn's local
     trials). Draws the same random numbers in the same order as scikit-learn."""
@@ -55,41 +44,31 @@ def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials,
     n_threads = _threads_for(n_threads, n_blocks, n_samples * n_features * n_local_trials)
     centers = np.empty((n_clusters, n_features), dtype=X.dtype)
     indices = np.full(n_clusters, -1, dtype=np.intp)
+    closest = np.full(n_samples, np.inf)
     block_pot = np.empty(n_blocks)
     cand_pot = np.empty((n_local_trials, n_blocks))
     cand_ids = np.empty(n_local_trials, dtype=np.intp)
 
-    closest = np.full(n_samples, np.inf)
-    assign = np.zeros(n_samples, dtype=np.int32)
-    C64 = np.empty((n_clusters, n_features))  # chosen centers, for the pruning bounds
-
     p = sample_weight.astype(np.float64)
     center_id = random_state.choice(n_samples, p=p / p.sum())
     centers[0] = X[center_id]
-    C64[0] = centers[0]
     indices[0] = center_id
     current_pot = _kmeanspp.update_closest(
-        X, sample_weight, closest, assign, centers[0], 0, np.zeros(1), block_pot,
-        rows_per_block, n_threads,
+        X, sample_weight, closest, centers[0], block_pot, rows_per_block, n_threads
     )
     for c in range(1, n_clusters):
         targets = random_state.uniform(size=n_local_trials) * current_pot
         _kmeanspp.sample_d2(sample_weight, closest, block_pot, rows_per_block, targets, cand_ids)
         candidates = X[cand_ids]
-        # d(candidate, chosen center)^2 / 4: the triangle-inequality pruning bounds
-        quarter = _quarter_sq_distances(candidates, C64[:c])
         _kmeanspp.candidate_potentials(
-            X, sample_weight, closest, assign, candidates, quarter, cand_pot, rows_per_block,
-            n_threads,
+            X, sample_weight, closest, candidates, cand_pot, rows_per_block, n_threads
         )
         pots = cand_pot.sum(axis=1)  # n_blocks values per row, fixed order
         best = int(np.argmin(pots))
         centers[c] = candidates[best]
-        C64[c] = centers[c]
         indices[c] = cand_ids[best]
         current_pot = _kmeanspp.update_closest(
-            X, sample_weight, closest, assign, centers[c], c, np.ascontiguousarray(quarter[best]),
-            block_pot, rows_per_block, n_threads,
+            X, sample_weight, closest, centers[c], block_pot, rows_per_block, n_threads
         )
     return centers, indices
 
