@@ -177,17 +177,39 @@ cdef enum:
     DOT_TILE_J = 16    # centers per register tile (padded count of centers is a multiple)
 
 
-cdef inline floating _tile_min(const floating* a, Py_ssize_t lanes) noexcept nogil:
-    # pairwise halving: elementwise selects vectorise; no data-dependent branches
-    cdef floating h[8]
-    cdef Py_ssize_t l, half = lanes // 2
-    for l in range(half):
-        h[l] = a[l] if a[l] < a[l + half] else a[l + half]
-    while half > 1:
-        half = half // 2
-        for l in range(half):
-            h[l] = h[l] if h[l] < h[l + half] else h[l + half]
-    return h[0]
+cdef inline floating _min2(floating a, floating b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline floating _tile_min(const floating* a) noexcept nogil:
+    # pairwise tree over the 16 (float) or 8 (double) lanes of one tile, written
+    # out with constant indices: shuffles and min instructions, no branches
+    cdef floating m0, m1, m2, m3, m4, m5, m6, m7
+    if floating is float:
+        m0 = _min2(a[0], a[8])
+        m1 = _min2(a[1], a[9])
+        m2 = _min2(a[2], a[10])
+        m3 = _min2(a[3], a[11])
+        m4 = _min2(a[4], a[12])
+        m5 = _min2(a[5], a[13])
+        m6 = _min2(a[6], a[14])
+        m7 = _min2(a[7], a[15])
+    else:
+        m0 = a[0]
+        m1 = a[1]
+        m2 = a[2]
+        m3 = a[3]
+        m4 = a[4]
+        m5 = a[5]
+        m6 = a[6]
+        m7 = a[7]
+    m0 = _min2(m0, m4)
+    m1 = _min2(m1, m5)
+    m2 = _min2(m2, m6)
+    m3 = _min2(m3, m7)
+    m0 = _min2(m0, m2)
+    m1 = _min2(m1, m3)
+    return _min2(m0, m1)
 
 
 cdef inline Py_ssize_t _first_equal(const floating* a, floating v) noexcept nogil:
@@ -255,10 +277,10 @@ cdef inline void argmin_chunk_dot(
                     a3[l] = <floating>FASTKM_MADD(-x3, ct[l], a3[l])
             # Tile minimum without branches; the (rare) improving tile is then
             # scanned for its first minimal lane: lowest index on ties.
-            t0 = _tile_min(a0, 16 if floating is float else 8)
-            t1 = _tile_min(a1, 16 if floating is float else 8)
-            t2 = _tile_min(a2, 16 if floating is float else 8)
-            t3 = _tile_min(a3, 16 if floating is float else 8)
+            t0 = _tile_min(a0)
+            t1 = _tile_min(a1)
+            t2 = _tile_min(a2)
+            t3 = _tile_min(a3)
             if t0 < bv0:
                 bv0 = t0
                 bj0 = <int>(jb + _first_equal(a0, t0))
