@@ -21,7 +21,7 @@ from setuptools.command.build_ext import build_ext
 
 import platform
 
-MODULES = ["_openmp_helpers", "_common", "_lloyd", "_kmeanspp", "_hamerly", "_elkan"]
+MODULES = ["_openmp_helpers", "_common", "_lloyd", "_kmeanspp", "_hamerly", "_elkan", "_quantize"]
 # Hot kernels are also compiled for newer x86-64 levels; fastkm._dispatch picks
 # the best one the CPU supports at import time, so the wheel still runs on any
 # x86-64 (the baseline build is plain SSE2).

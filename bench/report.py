@@ -206,9 +206,63 @@ def _notes(peer, fast):
     return "; ".join(notes)
 
 
+def is_quantize_group(impls):
+    """Color quantization groups (bench/test_bench_quantize.py) record a PSNR."""
+    return any("psnr" in (b.get("extra_info") or {}) for b in impls.values())
+
+
+QUANTIZE_ORDER = ["fastkm", "fastkm-fast", "imagequant", "pillow-mediancut",
+                  "pillow-maxcoverage", "pillow-fastoctree", "sklearn"]
+
+
+def fmt_db(value):
+    if value is None:
+        return "—"
+    return "∞" if value == float("inf") else f"{value:.2f}"
+
+
+def render_quantize(groups):
+    """One row per (image and palette size, method): time, ratio to fastkm, quality."""
+    lines = ["| workload | image | method | threads | median | method / fastkm | PSNR (dB) | "
+             "mean ΔE2000 | colors used |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for workload, impls in groups.items():
+        fast = impls.get(FASTKM)
+        names = [m for m in QUANTIZE_ORDER if m in impls]
+        names += sorted(m for m in impls if m not in QUANTIZE_ORDER)
+        for name in names:
+            bench = impls[name]
+            e = bench.get("extra_info") or {}
+            ratio = "—"
+            if name.startswith(FASTKM + "-") and _median(bench) and _median(fast):
+                ratio = f"{_median(bench) / _median(fast):.2f}x"  # another fastkm preset
+            elif name != FASTKM:
+                ratio = fmt_ratio(_median(bench), _median(fast))
+            sampled = " †" if e.get("delta_e_pixel_step", 1) > 1 else ""
+            lines.append(
+                f"| `{workload}` | {e.get('image', '?')} {e.get('width', '?')}×{e.get('height', '?')}"
+                f" → {e.get('n_colors', '?')} | {name} | {e.get('threads', '?')} | "
+                f"{fmt_time(_median(bench))} | {ratio} | {fmt_db(e.get('psnr'))} | "
+                f"{e['delta_e']:.2f}{sampled} | {e.get('colors_used', '—')} |"
+                if "delta_e" in e else
+                f"| `{workload}` | ? | {name} | ? | {fmt_time(_median(bench))} | {ratio} | "
+                f"{fmt_db(e.get('psnr'))} | — | — |")
+    lines.append("")
+    lines.append("Medians over the rounds (one call from RGB pixels to an indexed image per "
+                 "round, no dithering). method / fastkm > 1 means fastkm (default preset) is "
+                 "faster. PSNR over all pixels and channels; ΔE2000 averaged per pixel († over "
+                 "every 16th pixel).")
+    return lines
+
+
 def render(data):
-    groups = load_groups(data)
+    all_groups = load_groups(data)
+    quantize_groups = OrderedDict((w, g) for w, g in all_groups.items() if is_quantize_group(g))
+    groups = OrderedDict((w, g) for w, g in all_groups.items() if not is_quantize_group(g))
     lines = [machine_line(data), ""]
+    if not groups:
+        lines += render_quantize(quantize_groups)
+        return "\n".join(lines) + "\n"
     header = ["workload", "n×d×k", "dtype", "threads", "peer", "peer median",
               "fastkm median", "peer / fastkm", "peer inertia", "fastkm inertia",
               "notes (peer / fastkm)"]
@@ -243,6 +297,8 @@ def render(data):
     lines.append("Times are medians over the rounds (one fit or one predict per round). "
                  "peer / fastkm > 1 means fastkm is faster. Inertia: mean over seeds 0, 1, 2 "
                  "(`china-k64-fit`) or over rounds (`lloyd-500k-iter`).")
+    if quantize_groups:
+        lines += ["", "**Color quantization**", ""] + render_quantize(quantize_groups)
     return "\n".join(lines) + "\n"
 
 
