@@ -2,8 +2,9 @@
 
     python bench/memory.py
 
-Each fit runs in a fresh subprocess; the peak RSS of the process (ru_maxrss)
-minus the peak after building the data is reported, in MiB.
+Each fit runs in a fresh subprocess (Linux). After the data are built the
+kernel's peak-RSS mark is reset (``/proc/self/clear_refs``), so the figure is
+the fit's own peak: VmHWM during the fit minus VmRSS before it, in MiB.
 """
 import json
 import subprocess
@@ -20,13 +21,23 @@ IMPL = {
     "sklearn": "from sklearn.cluster import KMeans",
 }
 CODE = """
-import resource, json
+import json, gc
 {imp}
 {data}
 import numpy as np
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+gc.collect()
+
+def status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])  # kB
+
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = status("VmRSS")
 km = KMeans({k}, random_state=0).fit(X)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = status("VmHWM")
 print(json.dumps({{"before": before, "after": after, "inertia": km.inertia_}}))
 """
 

@@ -202,7 +202,22 @@ def _index_dtype(n):
 
 # --------------------------------------------------------------------------- histogram
 
-class _ColorHistogram:
+class _Histogram:
+    """Distinct colors of a set of pixels and their counts; subclasses fill
+    ``_distinct`` = (table slots, colors, counts)."""
+
+    @property
+    def colors(self):
+        """(n_distinct, n_channels) uint8, in table order."""
+        return self._distinct[1]
+
+    @property
+    def weights(self):
+        """(n_distinct,) uint32 pixel count of each distinct color."""
+        return self._distinct[2]
+
+
+class _ColorHistogram(_Histogram):
     """Distinct colors of uint8 pixels and their counts, in a compiled hash table.
 
     Pixels with alpha 0 (4 channels) are not stored: they are counted in
@@ -257,16 +272,6 @@ class _ColorHistogram:
         colors = np.ascontiguousarray(keys.view(np.uint8).reshape(-1, 4)[:, :self.n_channels])
         return slots, colors, self.counts[slots]
 
-    @property
-    def colors(self):
-        """(n_distinct, n_channels) uint8, in table order."""
-        return self._distinct[1]
-
-    @property
-    def weights(self):
-        """(n_distinct,) uint32 pixel count of each distinct color."""
-        return self._distinct[2]
-
     def lookup(self, pixels, values, transparent_value, n_threads):
         """Value of every pixel's color: ``values`` has one entry per distinct color."""
         dtype = values.dtype
@@ -278,7 +283,7 @@ class _ColorHistogram:
         return out
 
 
-class _DenseHistogram:
+class _DenseHistogram(_Histogram):
     """Distinct colors of RGB pixels and their counts in a dense table of 2**24
     counts (64 MB): faster than the hash table for large images."""
 
@@ -306,14 +311,6 @@ class _DenseHistogram:
         for c in range(3):
             colors[:, c] = (keys >> (8 * c)) & 255
         return keys, colors, self.counts[keys]
-
-    @property
-    def colors(self):
-        return self._distinct[1]
-
-    @property
-    def weights(self):
-        return self._distinct[2]
 
     def lookup(self, pixels, values, transparent_value, n_threads):
         table = np.zeros(1 << 24, dtype=values.dtype)

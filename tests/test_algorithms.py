@@ -97,6 +97,7 @@ def test_elkan_memory_guard(monkeypatch):
 
 def test_auto_rule():
     assert _choose_algorithm("auto", 10**6, 3, 64) == "lloyd"
+    assert _choose_algorithm("auto", 10**6, 2, 64) == "hamerly"
     assert _choose_algorithm("auto", 10**6, 32, 256) == "hamerly"
     assert _choose_algorithm("auto", 100, 5, 1) == "lloyd"
     assert _choose_algorithm("lloyd", 100, 50, 10) == "lloyd"
