@@ -118,3 +118,13 @@ def test_fits_in_python_threads_agree_with_serial():
         t.join()
     for r in results:
         assert r.cluster_centers_.tobytes() == ref.cluster_centers_.tobytes()
+
+
+def test_bad_fastkm_isa_value_is_a_clear_import_error():
+    env = dict(os.environ, FASTKM_ISA="avx9000")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastkm.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    out = subprocess.run([sys.executable, "-c", "import fastkm"], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert out.returncode != 0
+    assert "FASTKM_ISA must be 'auto', 'baseline' or 'v3'" in out.stderr
