@@ -49,26 +49,34 @@ def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials,
     cand_pot = np.empty((n_local_trials, n_blocks))
     cand_ids = np.empty(n_local_trials, dtype=np.intp)
 
+    # Few features: transpose X into the kernels' tile layout once, instead of
+    # once per kernel call (a copy of X's size; the dot path needs none).
+    xt = None
+    if n_features <= _DIRECT_MAX_D:
+        n_chunks = -(-n_samples // _common.CHUNK_ROWS)
+        xt = np.empty((n_chunks, n_features, _common.CHUNK_ROWS), dtype=X.dtype)
+        _kmeanspp.transpose_chunks(X, xt, n_threads)
+
     p = sample_weight.astype(np.float64)
     center_id = random_state.choice(n_samples, p=p / p.sum())
     centers[0] = X[center_id]
     indices[0] = center_id
     current_pot = _kmeanspp.update_closest(
-        X, sample_weight, closest, centers[0], block_pot, rows_per_block, n_threads
+        X, sample_weight, closest, centers[0], block_pot, rows_per_block, n_threads, xt
     )
     for c in range(1, n_clusters):
         targets = random_state.uniform(size=n_local_trials) * current_pot
         _kmeanspp.sample_d2(sample_weight, closest, block_pot, rows_per_block, targets, cand_ids)
         candidates = X[cand_ids]
         _kmeanspp.candidate_potentials(
-            X, sample_weight, closest, candidates, cand_pot, rows_per_block, n_threads
+            X, sample_weight, closest, candidates, cand_pot, rows_per_block, n_threads, xt
         )
         pots = cand_pot.sum(axis=1)  # n_blocks values per row, fixed order
         best = int(np.argmin(pots))
         centers[c] = candidates[best]
         indices[c] = cand_ids[best]
         current_pot = _kmeanspp.update_closest(
-            X, sample_weight, closest, centers[c], block_pot, rows_per_block, n_threads
+            X, sample_weight, closest, centers[c], block_pot, rows_per_block, n_threads, xt
         )
     return centers, indices
 

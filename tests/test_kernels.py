@@ -154,6 +154,39 @@ def test_kmeanspp_kernels_match_numpy(kernels):
     assert out[-1] == n - 1
 
 
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 6, 12])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kmeanspp_pretransposed_path_is_bitwise_equal(kernels, d, dtype):
+    """The whole-X tile copy (fused d <= 4 kernels) gives the same bits as the
+    per-chunk path, for any thread count; potentials agree with NumPy."""
+    _, kpp = kernels
+    rng = np.random.RandomState(d)
+    n = 3 * _common.CHUNK_ROWS + 37  # a short last chunk
+    X = rng.normal(size=(n, d)).astype(dtype)
+    sw = rng.uniform(0.1, 2, size=n).astype(dtype)
+    nb, rpb = _common.block_layout(n)
+    xt = np.empty((-(-n // _common.CHUNK_ROWS), d, _common.CHUNK_ROWS), dtype=dtype)
+    kpp.transpose_chunks(X, xt, 2)
+    results = []
+    for pre, threads in [(None, 1), (xt, 1), (xt, 3), (None, 2)]:
+        closest = np.full(n, np.inf)
+        bp = np.empty(nb)
+        pot = kpp.update_closest(X, sw, closest, X[3], bp, rpb, threads, pre)
+        cp = np.empty((4, nb))
+        kpp.candidate_potentials(X, sw, closest, X[[7, 50, 400, n - 1]], cp, rpb, threads, pre)
+        results.append((pot, closest.copy(), cp.copy()))
+    for pot, closest, cp in results[1:]:
+        assert pot == results[0][0]
+        np.testing.assert_array_equal(closest, results[0][1])
+        np.testing.assert_array_equal(cp, results[0][2])
+    Xd = X.astype(np.float64)
+    ref = ((Xd - Xd[3]) ** 2).sum(1)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    assert results[0][0] == pytest.approx(ref @ sw.astype(np.float64), rel=rtol)
+    dt = np.minimum(ref, ((Xd - Xd[400]) ** 2).sum(1))
+    assert results[0][2][2].sum() == pytest.approx(dt @ sw.astype(np.float64), rel=rtol)
+
+
 def test_kmeanspp_equals_brute_force_greedy():
     """Our seeding picks exactly the centers of a brute-force greedy k-means++
     (scikit-learn's algorithm) fed the same random stream."""
