@@ -173,6 +173,162 @@ cdef inline void argmin_chunk_direct(
                 best[i] = dd if dd < bv else bv
 
 
+cdef inline void argmin_chunk_pruned(
+    const floating* xt,        # IN  (d, CHUNK) transposed chunk
+    Py_ssize_t rows,
+    Py_ssize_t d,              # <= DIRECT_MAX_D
+    const floating* centers,   # IN  (k, d)
+    const double* centers_t,   # IN  (d, k) the same centers, transposed, in float64
+    Py_ssize_t k,
+    floating* best,            # scratch (CHUNK,)
+    int* labels,               # OUT (rows,) exactly argmin_chunk_direct's labels
+    floating* acc,             # scratch (CHUNK,)
+    floating* cand,            # scratch (k, d) the candidate centers
+    int* cand_ids,             # scratch (k,)
+    double* dmin,              # scratch (k,)
+    double* dmax,              # scratch (k,)
+    double margin,             # relative, covers the rounding of the squared distances
+) noexcept nogil:
+    # Centers that cannot be nearest to any row of the chunk are dropped first:
+    # with the chunk's bounding box, a center whose smallest possible squared
+    # distance to the box exceeds the largest possible one of some other center
+    # is strictly farther from every row. The search over the remaining centers
+    # (in index order, the same distances) then returns Lloyd's labels bit for
+    # bit. Pays when the rows of a chunk are close together (sorted data).
+    cdef double lo, hi, thr = DBL_MAX, a, b, t, u
+    cdef floating vlo[8]
+    cdef floating vhi[8]
+    cdef floating v
+    cdef Py_ssize_t i, j, f, l, nc = 0
+    cdef const floating* xf
+    cdef const double* cf
+    for j in range(k):
+        dmin[j] = 0.0
+        dmax[j] = 0.0
+    for f in range(d):
+        xf = xt + f * CHUNK
+        # bounding box in 8 independent lanes (vectorises; no reassociation)
+        for l in range(8):
+            vlo[l] = xf[0]
+            vhi[l] = xf[0]
+        i = 0
+        while i + 8 <= rows:
+            for l in range(8):
+                v = xf[i + l]
+                vlo[l] = v if v < vlo[l] else vlo[l]
+                vhi[l] = v if v > vhi[l] else vhi[l]
+            i += 8
+        for l in range(rows - i):
+            v = xf[i + l]
+            vlo[l] = v if v < vlo[l] else vlo[l]
+            vhi[l] = v if v > vhi[l] else vhi[l]
+        lo = vlo[0]
+        hi = vhi[0]
+        for l in range(1, 8):
+            lo = vlo[l] if vlo[l] < lo else lo
+            hi = vhi[l] if vhi[l] > hi else hi
+        cf = centers_t + f * k
+        # distance to the box along f: max(lo - c, c - hi, 0); to its far
+        # side: max(|c - lo|, |hi - c|) = max(a, b) as a + b = hi - lo >= 0
+        for j in range(k):
+            a = cf[j] - lo
+            b = hi - cf[j]
+            t = -a if -a > -b else -b
+            t = t if t > 0.0 else 0.0
+            dmin[j] = dmin[j] + t * t
+        for j in range(k):
+            a = cf[j] - lo
+            b = hi - cf[j]
+            u = a if a > b else b
+            dmax[j] = dmax[j] + u * u
+    for j in range(k):
+        thr = dmax[j] if dmax[j] < thr else thr
+    thr = thr * (1.0 + margin)
+    for j in range(k):
+        if dmin[j] <= thr:
+            cand_ids[nc] = <int>j
+            for f in range(d):
+                cand[nc * d + f] = centers[j * d + f]
+            nc += 1
+    if nc == 1:
+        for i in range(rows):
+            labels[i] = cand_ids[0]
+        return
+    argmin_chunk_direct(xt, rows, d, cand, nc, best, labels, acc)
+    for i in range(rows):
+        labels[i] = cand_ids[labels[i]]
+
+
+cdef inline void _top2_4_d3(
+    const floating* x0, const floating* x1, const floating* x2, Py_ssize_t rows,
+    const floating* c,        # IN (4, 3) four consecutive centers
+    int j0, floating* best, floating* second, int* labels,
+) noexcept nogil:
+    # _argmin4_d3 that also keeps the second smallest value:
+    # second = min(second, max(d, best)) before best = min(best, d)
+    cdef Py_ssize_t i, q
+    cdef floating u, v, w, dd, bv, sv, hi
+    cdef int lv
+    for i in range(rows):
+        u = x0[i]
+        v = x1[i]
+        w = x2[i]
+        bv = best[i]
+        sv = second[i]
+        lv = labels[i]
+        for q in range(4):
+            dd = <floating>FASTKM_MADD(w - c[3 * q + 2], w - c[3 * q + 2],
+                                       FASTKM_MADD(v - c[3 * q + 1], v - c[3 * q + 1],
+                                                   (u - c[3 * q]) * (u - c[3 * q])))
+            hi = dd if dd > bv else bv
+            sv = hi if hi < sv else sv
+            lv = j0 + <int>q if dd < bv else lv
+            bv = dd if dd < bv else bv
+        best[i] = bv
+        second[i] = sv
+        labels[i] = lv
+
+
+cdef inline void top2_chunk_direct(
+    const floating* xt,        # IN  (d, CHUNK) transposed chunk
+    Py_ssize_t rows,
+    Py_ssize_t d,
+    const floating* centers,   # IN  (k, d)
+    Py_ssize_t k,
+    floating* best,            # OUT (rows,) squared distance to the nearest center
+    floating* second,          # OUT (rows,) squared distance to the second nearest
+    int* labels,               # OUT (rows,) as argmin_chunk_direct (lowest index on ties)
+    floating* acc,             # scratch (CHUNK,)
+) noexcept nogil:
+    # The distances are those of argmin_chunk_direct (same operations, same
+    # order), so the labels are Lloyd's bit for bit.
+    cdef Py_ssize_t i, j
+    cdef floating dd, bv, sv, hi
+    cdef floating big = FLT_MAX if floating is float else DBL_MAX
+    cdef int jj, lv
+    for i in range(rows):
+        best[i] = big
+        second[i] = big
+        labels[i] = 0
+    j = 0
+    if d == 3:
+        while j + 4 <= k:
+            _top2_4_d3(xt, xt + CHUNK, xt + 2 * CHUNK, rows, centers + 3 * j, <int>j,
+                       best, second, labels)
+            j += 4
+    for j in range(j, k):
+        sq_dist_chunk_to_center(xt, rows, d, centers + j * d, acc)
+        jj = <int>j
+        for i in range(rows):
+            dd = acc[i]
+            bv = best[i]
+            sv = second[i]
+            hi = dd if dd > bv else bv
+            second[i] = hi if hi < sv else sv
+            labels[i] = jj if dd < bv else labels[i]
+            best[i] = dd if dd < bv else bv
+
+
 cdef enum:
     DOT_TILE_J = 16    # centers per register tile (padded count of centers is a multiple)
 
@@ -326,6 +482,65 @@ cdef inline void add_weighted_row(
     weight[0] += w
     for f in range(d):
         sums_row[f] += w * x[f]
+
+
+cdef inline void _accumulate_runs(
+    const floating* X, const floating* sw, const int* labels,
+    Py_ssize_t start, Py_ssize_t end, Py_ssize_t d, double* sums, double* weights,
+) noexcept nogil:
+    # called with a literal d: the feature loops unroll and acc stays in registers
+    cdef double acc[8]
+    cdef double w, wi
+    cdef Py_ssize_t i, f
+    cdef int a
+    cdef const floating* x
+    i = start
+    while i < end:
+        a = labels[i]
+        for f in range(d):
+            acc[f] = 0.0
+        w = 0.0
+        while True:
+            wi = sw[i]
+            x = X + i * d
+            w += wi
+            for f in range(d):
+                acc[f] += wi * x[f]
+            i += 1
+            if i >= end or labels[i] != a:
+                break
+        weights[a] += w
+        for f in range(d):
+            sums[a * d + f] += acc[f]
+
+
+cdef inline void accumulate_rows(
+    const floating* X, const floating* sw, const int* labels,
+    Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
+    double* sums,                 # IN/OUT (k, d)
+    double* weights,              # IN/OUT (k,)
+) noexcept nogil:
+    # Weighted row sums per label, in row order. With few features a run of
+    # rows with the same label is summed in registers and added once (sorted
+    # data has long runs; the per-row read-modify-write of the center's sums
+    # is a store-to-load chain). Every algorithm accumulates through this one
+    # routine, so equal labels give bitwise equal sums.
+    cdef Py_ssize_t i
+    cdef int a
+    if d == 1:
+        _accumulate_runs(X, sw, labels, start, end, 1, sums, weights)
+    elif d == 2:
+        _accumulate_runs(X, sw, labels, start, end, 2, sums, weights)
+    elif d == 3:
+        _accumulate_runs(X, sw, labels, start, end, 3, sums, weights)
+    elif d == 4:
+        _accumulate_runs(X, sw, labels, start, end, 4, sums, weights)
+    elif d <= 8:
+        _accumulate_runs(X, sw, labels, start, end, d, sums, weights)
+    else:
+        for i in range(start, end):
+            a = labels[i]
+            add_weighted_row(X + i * d, sw[i], d, sums + a * d, weights + a)
 
 
 cdef inline double pair_value(

@@ -122,3 +122,137 @@ def merge_blocks(
             for b in range(n_blocks):
                 s = s + block_sums[b, j, f]
             sums[j, f] = s
+
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    static inline uint64_t fastkm_mix64(uint64_t h) {
+        /* murmur3 finaliser */
+        h ^= h >> 33; h *= 0xff51afd7ed558ccdULL;
+        h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ULL;
+        h ^= h >> 33;
+        return h;
+    }
+    static inline uint64_t fastkm_hash_row(const void* row, Py_ssize_t nbytes) {
+        const unsigned char* p = (const unsigned char*)row;
+        uint64_t h = 0x9e3779b97f4a7c15ULL ^ (uint64_t)nbytes, w;
+        Py_ssize_t i = 0;
+        for (; i + 8 <= nbytes; i += 8) {
+            memcpy(&w, p + i, 8);
+            h = fastkm_mix64(h ^ w) + 0x9e3779b97f4a7c15ULL;
+        }
+        if (i < nbytes) {
+            w = 0;
+            memcpy(&w, p + i, (size_t)(nbytes - i));
+            h = fastkm_mix64(h ^ w) + 0x9e3779b97f4a7c15ULL;
+        }
+        return fastkm_mix64(h);
+    }
+    """
+    unsigned long long fastkm_hash_row(const void* row, Py_ssize_t nbytes) noexcept nogil
+    int memcmp(const void* a, const void* b, size_t n) noexcept nogil
+    void* memcpy(void* dst, const void* src, size_t n) noexcept nogil
+
+
+def unique_rows(
+    const floating[:, ::1] X,          # IN  (n_samples, n_features)
+    Py_ssize_t max_unique,
+):
+    """Distinct rows of X (bitwise equal values), in order of first occurrence.
+
+    Returns ``(X_unique, inverse)`` with ``X_unique[inverse] == X``, or ``None`` as
+    soon as more than ``max_unique`` distinct rows are seen, or when over 97% of
+    the first quarter of the rows are distinct (then deduplication would not pay). One pass with an open-addressing hash table; the output
+    depends only on X (no threads).
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], nbytes = d * sizeof(floating)
+    cdef Py_ssize_t cap = 16, i, n_u = 0, slot, mask
+    cdef int u
+    cdef bint overflow = False
+    cdef Py_ssize_t check_at = n // 4 if n >= 16384 else -1
+    if max_unique < 1 or n == 0:
+        return None
+    while cap < 2 * min(n, max_unique + 1):
+        cap *= 2
+    mask = cap - 1
+    cdef int[::1] table = np.full(cap, -1, dtype=np.int32)
+    cdef floating[:, ::1] uniq = np.empty((min(n, max_unique + 1), d),
+                                          dtype=np.asarray(X).dtype)
+    cdef int[::1] inverse = np.empty(n, dtype=np.int32)
+    with nogil:
+        for i in range(n):
+            slot = <Py_ssize_t>(fastkm_hash_row(&X[i, 0], nbytes) & <unsigned long long>mask)
+            while True:
+                u = table[slot]
+                if u < 0:
+                    if n_u > max_unique - 1:
+                        overflow = True
+                        break
+                    table[slot] = <int>n_u
+                    memcpy(&uniq[n_u, 0], &X[i, 0], nbytes)
+                    inverse[i] = <int>n_u
+                    n_u += 1
+                    break
+                if memcmp(&uniq[u, 0], &X[i, 0], nbytes) == 0:
+                    inverse[i] = u
+                    break
+                slot = (slot + 1) & mask
+            if overflow:
+                break
+            if i + 1 == check_at and n_u * 100 > 97 * check_at:
+                # a quarter of the rows and almost all distinct: give up early
+                overflow = True
+                break
+    if overflow:
+        return None
+    return np.array(np.asarray(uniq)[:n_u]), np.asarray(inverse)
+
+
+SPATIAL_CODE_BITS = 18  # cells of the Morton grid: 2**18 at most (a 1 MiB histogram)
+
+
+def spatial_order(const floating[:, ::1] X):
+    """A permutation that puts close rows next to each other.
+
+    Rows are binned on a grid over their bounding box (2**18 cells at most) and
+    ordered by the cells' Morton (Z-order) code, stably, by a counting sort: a
+    run of consecutive rows then spans a small box, which is what lets
+    ``lloyd_iter(prune=True)`` skip most centers. O(n d); depends only on X.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], i, f, b
+    cdef int bits = max(1, min(16, SPATIAL_CODE_BITS // max(d, 1)))
+    cdef Py_ssize_t n_cells = (<Py_ssize_t>1) << (bits * d)
+    cdef Py_ssize_t q, top = ((<Py_ssize_t>1) << bits) - 1
+    cdef unsigned int code
+    cdef double[::1] lo = np.empty(d)
+    cdef double[::1] scale = np.empty(d)
+    cdef double a, z
+    cdef unsigned int[::1] codes = np.empty(n, dtype=np.uint32)
+    cdef Py_ssize_t[::1] start = np.zeros(n_cells + 1, dtype=np.intp)
+    cdef Py_ssize_t[::1] perm = np.empty(n, dtype=np.intp)
+    with nogil:
+        for f in range(d):
+            a = X[0, f]
+            z = X[0, f]
+            for i in range(1, n):
+                a = X[i, f] if X[i, f] < a else a
+                z = X[i, f] if X[i, f] > z else z
+            lo[f] = a
+            scale[f] = (top + 1) / (z - a) if z > a else 0.0
+        for i in range(n):
+            code = 0
+            for f in range(d):
+                q = <Py_ssize_t>((X[i, f] - lo[f]) * scale[f])
+                q = top if q > top else (0 if q < 0 else q)
+                for b in range(bits):
+                    code = code | (<unsigned int>((q >> b) & 1) << (b * d + f))
+            codes[i] = code
+            start[code + 1] += 1
+        for q in range(n_cells):
+            start[q + 1] += start[q]
+        for i in range(n):
+            perm[start[codes[i]]] = i
+            start[codes[i]] += 1
+    return np.asarray(perm)

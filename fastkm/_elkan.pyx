@@ -16,7 +16,7 @@ from libc.string cimport memset
 
 from fastkm._common import dot_operands, merge_blocks
 from fastkm._common cimport (
-    DIRECT_MAX_D, add_weighted_row, lower_from, pair_value, upper_from,
+    DIRECT_MAX_D, accumulate_rows, lower_from, pair_value, upper_from,
 )
 
 
@@ -94,7 +94,7 @@ cdef Py_ssize_t _elkan_block(
                     changed += 1
                     labels[i] = a
         upper[i] = u
-        add_weighted_row(x, sw[i], d, sums + a * d, weights + a)
+    accumulate_rows(X, sw, labels, start, end, d, sums, weights)
     return changed
 
 

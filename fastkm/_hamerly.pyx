@@ -15,7 +15,8 @@ from libc.float cimport DBL_MAX
 
 from fastkm._common import dot_operands, merge_blocks
 from fastkm._common cimport (
-    DIRECT_MAX_D, FASTKM_MADD, add_weighted_row, lower_from, pair_value, upper_from,
+    CHUNK, DIRECT_MAX_D, FASTKM_MADD, accumulate_rows, lower_from, pair_value, top2_chunk_direct,
+    upper_from,
 )
 
 
@@ -166,7 +167,78 @@ cdef Py_ssize_t _hamerly_block(
                 l = DBL_MAX
         upper[i] = u
         lower[i] = l
-        add_weighted_row(x, sw[i], d, sums + a * d, weights + a)
+    accumulate_rows(X, sw, labels, start, end, d, sums, weights)
+    return changed
+
+
+cdef Py_ssize_t _hamerly_block_direct(
+    const floating* X, const floating* sw, Py_ssize_t start, Py_ssize_t end,
+    Py_ssize_t d, Py_ssize_t k, const floating* centers,
+    const double* half_sep, const double* shift, double max_shift, double second_shift,
+    Py_ssize_t argmax_shift, bint first,
+    double* upper, double* lower, int* labels,
+    double* sums, double* weights, double margin,
+    int* idx, double* mb, floating* xt, floating* best, floating* second, int* lab,
+    floating* acc,
+) noexcept nogil:
+    # Few features: the bound test runs over a whole tile of rows without
+    # branches; the rows that fail it are gathered and searched together by the
+    # vectorised tile kernel (Lloyd's distances, plus the second smallest).
+    cdef Py_ssize_t c0, rows, i, q, f, nf, changed = 0
+    cdef int a
+    cdef double u, l, m, v, t
+    cdef const floating* x
+    memset(sums, 0, k * d * sizeof(double))
+    memset(weights, 0, k * sizeof(double))
+    c0 = start
+    while c0 < end:
+        rows = min(<Py_ssize_t>CHUNK, end - c0)
+        nf = 0
+        if first:
+            for i in range(rows):
+                idx[i] = <int>(c0 + i)
+            nf = rows
+        else:
+            for i in range(rows):
+                a = labels[c0 + i]
+                u = upper[c0 + i] + shift[a]
+                # the largest move of any *other* center bounds how far l can drop
+                l = lower[c0 + i] - (second_shift if a == argmax_shift else max_shift)
+                m = (half_sep[a] if half_sep[a] > l else l) * margin
+                upper[c0 + i] = u
+                lower[c0 + i] = l
+                mb[i] = m
+            for i in range(rows):
+                # skip only on a strict inequality: on a tie the search picks
+                # the lowest index, exactly as Lloyd's argmin does
+                if not upper[c0 + i] < mb[i]:
+                    # tighten: exact distance to the assigned center
+                    a = labels[c0 + i]
+                    x = X + (c0 + i) * d
+                    v = 0.0
+                    for f in range(d):
+                        t = <double>(x[f] - centers[a * d + f])
+                        v = v + t * t
+                    u = sqrt(v)
+                    upper[c0 + i] = u
+                    if not u < mb[i]:
+                        idx[nf] = <int>(c0 + i)
+                        nf += 1
+        if nf > 0:
+            for q in range(nf):
+                x = X + <Py_ssize_t>idx[q] * d
+                for f in range(d):
+                    xt[f * CHUNK + q] = x[f]
+            top2_chunk_direct(xt, nf, d, centers, k, best, second, lab, acc)
+            for q in range(nf):
+                i = idx[q]
+                if lab[q] != labels[i]:
+                    changed += 1
+                    labels[i] = lab[q]
+                upper[i] = sqrt(<double>best[q])
+                lower[i] = sqrt(<double>second[q]) if k > 1 else DBL_MAX
+        c0 += rows
+    accumulate_rows(X, sw, labels, start, end, d, sums, weights)
     return changed
 
 
@@ -203,6 +275,12 @@ def hamerly_iter(
     cdef Py_ssize_t argmax_shift = 0
     cdef double max_shift = 0.0, second_shift = 0.0
     cdef floating* acc
+    cdef floating* xt
+    cdef floating* best
+    cdef floating* second
+    cdef int* idx
+    cdef int* lab
+    cdef double* mb
     # Bounds are compared with a relative safety margin that covers the rounding
     # of the distances (~d ulps of the data type): a sample is skipped only when
     # its label is certain, otherwise it gets the full (Lloyd-identical) scan.
@@ -230,6 +308,35 @@ def hamerly_iter(
         elif shift[j] > second_shift:
             second_shift = shift[j]
 
+    if not use_dot and not exponion:
+        with nogil, parallel(num_threads=n_threads):
+            idx = <int*> malloc(CHUNK * sizeof(int))
+            mb = <double*> malloc(CHUNK * sizeof(double))
+            xt = <floating*> malloc(CHUNK * d * sizeof(floating))
+            best = <floating*> malloc(CHUNK * sizeof(floating))
+            second = <floating*> malloc(CHUNK * sizeof(floating))
+            lab = <int*> malloc(CHUNK * sizeof(int))
+            acc = <floating*> malloc(CHUNK * sizeof(floating))
+            for b in prange(n_blocks, schedule="dynamic"):
+                start = b * rows_per_block
+                end = min(n, start + rows_per_block)
+                block_changed[b] = _hamerly_block_direct(
+                    &X[0, 0], &sample_weight[0], start, end, d, k, &centers[0, 0],
+                    &half_sep[0], &shift[0], max_shift, second_shift, argmax_shift, first,
+                    &upper[0], &lower[0], &labels[0],
+                    &block_sums[b, 0, 0], &block_weights[b, 0], margin,
+                    idx, mb, xt, best, second, lab, acc,
+                )
+            free(idx)
+            free(mb)
+            free(xt)
+            free(best)
+            free(second)
+            free(lab)
+            free(acc)
+        merge_blocks(block_sums, block_weights, sums, weights, n_threads)
+        return sum_changed(block_changed)
+
     with nogil, parallel(num_threads=n_threads):
         acc = <floating*> malloc(k_pad * sizeof(floating))
         for b in prange(n_blocks, schedule="dynamic"):
@@ -247,8 +354,11 @@ def hamerly_iter(
         free(acc)
 
     merge_blocks(block_sums, block_weights, sums, weights, n_threads)
+    return sum_changed(block_changed)
 
-    changed = 0
-    for b in range(n_blocks):
+
+cdef Py_ssize_t sum_changed(const Py_ssize_t[::1] block_changed):
+    cdef Py_ssize_t b, changed = 0
+    for b in range(block_changed.shape[0]):
         changed += block_changed[b]
     return changed

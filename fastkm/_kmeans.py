@@ -32,11 +32,56 @@ def _threads_for(n_threads, n_blocks, work):
 _DIRECT_MAX_D = 8  # same threshold as DIRECT_MAX_D in _common.pxd
 
 
+# --------------------------------------------------------------------------- duplicates
+
+_DEDUP_MIN_SAMPLES = 1 << 12   # below this a fit is too cheap to bother
+_DEDUP_MAX_FRACTION = 0.8      # more distinct rows than this fraction: fit X as it is
+_PRUNE_MAX_D = 4               # spatial order + box-pruned Lloyd tiles up to this many features
+_PRUNE_MIN_CLUSTERS = 8
+
+
+def _deduplicate(X, sample_weight, n_clusters):
+    """Distinct rows of X with their summed weights, and the map back to X's rows.
+
+    K-Means on the distinct rows, each weighted by the total weight of its
+    copies, is K-Means on X: identical rows always get the same label, so the
+    weighted sums, the centers, the labels and the inertia are those of the full
+    data (up to the order of float64 additions), and weighted k-means++ draws
+    from the same distribution. Images have many repeated colors (china.jpg:
+    96,615 distinct among 273,280 pixels). Returns None when it would not pay.
+    """
+    n = X.shape[0]
+    if n < _DEDUP_MIN_SAMPLES:
+        return None
+    found = _common.unique_rows(X, int(_DEDUP_MAX_FRACTION * n))
+    if found is None or found[0].shape[0] < n_clusters:
+        return None
+    X_u, inverse = found
+    weights = np.bincount(inverse, weights=sample_weight, minlength=X_u.shape[0])
+    return X_u, weights.astype(X.dtype), inverse
+
+
 # --------------------------------------------------------------------------- seeding
 
-def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials, n_threads):
+def _tile_layout(X, n_threads):
+    """X as (n_chunks, n_features, CHUNK) tiles: what the few-feature kernels read."""
+    n_chunks = -(-X.shape[0] // _common.CHUNK_ROWS)
+    xt = np.empty((n_chunks, X.shape[1], _common.CHUNK_ROWS), dtype=X.dtype)
+    _kmeanspp.transpose_chunks(X, xt, n_threads)
+    return xt
+
+
+def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials, n_threads,
+                     full=None, xt=None):
     """Greedy k-means++ (Arthur & Vassilvitskii 2007, with scikit-learn's local
-    trials). Draws the same random numbers in the same order as scikit-learn."""
+    trials). Draws the same random numbers in the same order as scikit-learn.
+
+    ``full=(inverse, full_weight)`` says that X holds the distinct rows of the
+    data (``X[inverse]``) weighted by their copies: distances are computed once
+    per distinct row, but the draws walk the full data's rows, so the centers are
+    the ones the full data would give, for the same random stream. ``indices``
+    are then rows of the full data.
+    """
     n_samples, n_features = X.shape
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
@@ -51,23 +96,35 @@ def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials,
 
     # Few features: transpose X into the kernels' tile layout once, instead of
     # once per kernel call (a copy of X's size; the dot path needs none).
-    xt = None
-    if n_features <= _DIRECT_MAX_D:
-        n_chunks = -(-n_samples // _common.CHUNK_ROWS)
-        xt = np.empty((n_chunks, n_features, _common.CHUNK_ROWS), dtype=X.dtype)
-        _kmeanspp.transpose_chunks(X, xt, n_threads)
+    if xt is None and n_features <= _DIRECT_MAX_D:
+        xt = _tile_layout(X, n_threads)
 
-    p = sample_weight.astype(np.float64)
-    center_id = random_state.choice(n_samples, p=p / p.sum())
-    centers[0] = X[center_id]
+    if full is None:
+        draw_weight, inverse, draw_pot, draw_rows = sample_weight, None, block_pot, rows_per_block
+    else:
+        inverse, draw_weight = full
+        n_draw_blocks, draw_rows = _common.block_layout(inverse.shape[0])
+        draw_pot = np.empty(n_draw_blocks)
+
+    def lower_closest(center):
+        pot = _kmeanspp.update_closest(
+            X, sample_weight, closest, center, block_pot, rows_per_block, n_threads, xt
+        )
+        if full is not None:
+            pot = _kmeanspp.mapped_potentials(draw_weight, inverse, closest, draw_pot, draw_rows,
+                                              n_threads)
+        return pot
+
+    p = draw_weight.astype(np.float64)
+    center_id = random_state.choice(p.shape[0], p=p / p.sum())
+    centers[0] = X[center_id if full is None else inverse[center_id]]
     indices[0] = center_id
-    current_pot = _kmeanspp.update_closest(
-        X, sample_weight, closest, centers[0], block_pot, rows_per_block, n_threads, xt
-    )
+    current_pot = lower_closest(centers[0])
     for c in range(1, n_clusters):
         targets = random_state.uniform(size=n_local_trials) * current_pot
-        _kmeanspp.sample_d2(sample_weight, closest, block_pot, rows_per_block, targets, cand_ids)
-        candidates = X[cand_ids]
+        _kmeanspp.sample_d2(draw_weight, closest, draw_pot, draw_rows, targets, cand_ids, inverse)
+        rows = cand_ids if full is None else inverse[cand_ids]
+        candidates = X[rows]
         _kmeanspp.candidate_potentials(
             X, sample_weight, closest, candidates, cand_pot, rows_per_block, n_threads, xt
         )
@@ -75,9 +132,7 @@ def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials,
         best = int(np.argmin(pots))
         centers[c] = candidates[best]
         indices[c] = cand_ids[best]
-        current_pot = _kmeanspp.update_closest(
-            X, sample_weight, closest, centers[c], block_pot, rows_per_block, n_threads, xt
-        )
+        current_pot = lower_closest(centers[c])
     return centers, indices
 
 
@@ -169,7 +224,11 @@ def _half_separation(centers):
 
 
 class _LloydStep:
-    """Assignment + sums by the dense fused Lloyd pass."""
+    """Assignment + sums by the fused Lloyd pass (tiles pruned by their bounding
+    box when ``prune``)."""
+
+    prune = False
+    xt = None
 
     def __init__(self, n_samples, n_clusters):
         pass
@@ -177,7 +236,7 @@ class _LloydStep:
     def __call__(self, X, sample_weight, centers, labels, buf, first, n_threads):
         return _lloyd.lloyd_iter(
             X, sample_weight, centers, buf.block_sums, buf.block_weights, buf.block_changed,
-            buf.sums, buf.weights, labels, buf.rows_per_block, n_threads,
+            buf.sums, buf.weights, labels, buf.rows_per_block, n_threads, self.prune, self.xt,
         )
 
     def centers_moved(self, old, new):
@@ -268,11 +327,13 @@ _STEPS = {"lloyd": _LloydStep, "hamerly": _HamerlyStep, "elkan": _ElkanStep,
 
 
 def _kmeans_single(X, sample_weight, centers_init, max_iter, verbose, tol, n_threads,
-                   algorithm="lloyd"):
+                   algorithm="lloyd", prune=False, xt=None):
     """One run from ``centers_init``. Returns labels, inertia, centers, n_iter.
 
     Every exact algorithm produces the labels (and so the float64 sums and the
-    centers) of plain Lloyd; only the way labels are found differs.
+    centers) of plain Lloyd; only the way labels are found differs. ``prune``
+    says that X's rows are in ``spatial_order``: Lloyd's tiles then skip the
+    centers their bounding box rules out; ``xt`` is X in tile layout, if made.
     """
     n_samples, n_features = X.shape
     n_clusters = centers_init.shape[0]
@@ -282,6 +343,8 @@ def _kmeans_single(X, sample_weight, centers_init, max_iter, verbose, tol, n_thr
         step = _ElkanStep(n_samples, n_clusters, X.dtype)
     else:
         step = _STEPS[algorithm](n_samples, n_clusters)
+    step.prune = prune
+    step.xt = xt
     centers = np.array(centers_init, dtype=X.dtype, order="C")
     labels = np.full(n_samples, -1, dtype=np.int32)
     strict_convergence = False
@@ -310,7 +373,7 @@ def _kmeans_single(X, sample_weight, centers_init, max_iter, verbose, tol, n_thr
             break
     if not strict_convergence:
         # final E-step so that labels_ match cluster_centers_
-        _lloyd.assign_labels(X, centers, labels, n_threads)
+        _lloyd.assign_labels(X, centers, labels, n_threads, prune, xt)
     inertia = _inertia(X, sample_weight, centers, labels, buf, n_threads)
     return labels, inertia, centers, it + 1
 
@@ -488,10 +551,12 @@ default='k-means++'
             raise TypeError(f"copy_x must be a bool; got {self.copy_x!r}.")
         self._n_threads = effective_n_threads(self.n_threads)
 
-    def _init_centroids(self, X, sample_weight, init, random_state, n_threads):
+    def _init_centroids(self, X, sample_weight, init, random_state, n_threads, full=None,
+                        xt=None):
         k = self._n_clusters
         if isinstance(init, str) and init == "k-means++":
-            centers, _ = _kmeans_plusplus(X, k, sample_weight, random_state, None, n_threads)
+            centers, _ = _kmeans_plusplus(X, k, sample_weight, random_state, None, n_threads, full,
+                                          xt)
         elif isinstance(init, str) and init == "random":
             p = sample_weight.astype(np.float64)
             seeds = random_state.choice(X.shape[0], size=k, replace=False, p=p / p.sum())
@@ -531,30 +596,67 @@ default='k-means++'
         n_threads = self._n_threads
         init = self._init
 
+        n_features = X.shape[1]
+        tol = _tolerance(X, self._tol_rel)
+        # Repeated rows (image colors) are fitted once, with their total weight;
+        # labels are mapped back at the end. 'random' and callable inits pick
+        # from the rows of X itself, so they keep X as it is.
+        inverse = full = None
+        prune = False
+        if isinstance(init, np.ndarray) or init == "k-means++":
+            found = _deduplicate(X, sample_weight, self._n_clusters)
+            if found is not None:
+                full = (found[2], sample_weight)
+                X, sample_weight, inverse = found
+                if self.verbose:
+                    print(f"{X.shape[0]} distinct rows among {inverse.shape[0]}: fitting those.")
+            # Few features: put close rows together so that Lloyd's tiles can
+            # skip the centers their bounding box rules out.
+            if (n_features <= _PRUNE_MAX_D and X.shape[0] >= _DEDUP_MIN_SAMPLES
+                    and self._n_clusters >= _PRUNE_MIN_CLUSTERS):
+                perm = _common.spatial_order(X)
+                rank = np.empty(perm.shape[0], dtype=np.int32)
+                rank[perm] = np.arange(perm.shape[0], dtype=np.int32)
+                if full is None:
+                    full = (rank, sample_weight)
+                    inverse = rank
+                else:
+                    inverse = rank[inverse]
+                    full = (inverse, full[1])
+                X = X[perm]
+                sample_weight = sample_weight[perm]
+                prune = True
+        xt = _tile_layout(X, n_threads) if prune else None
+
         # The dot-product kernel (many features) loses precision far from the
         # origin: centre the data, on a copy (we never modify the input).
         X_mean = None
-        if X.shape[1] > _DIRECT_MAX_D and self.copy_x:
+        if n_features > _DIRECT_MAX_D and self.copy_x:
             X_mean = X.mean(axis=0, dtype=np.float64)
-            X = X - X_mean.astype(X.dtype)  # a new array: the input is never modified
+            if inverse is not None:
+                X -= X_mean.astype(X.dtype)  # our own copy of the distinct rows
+            else:
+                X = X - X_mean.astype(X.dtype)  # a new array: the input is never modified
             if isinstance(init, np.ndarray):
                 init = (init - X_mean).astype(X.dtype)
 
-        tol = _tolerance(X, self._tol_rel)
         best = None
         for _ in range(self._n_init):
-            centers_init = self._init_centroids(X, sample_weight, init, random_state, n_threads)
+            centers_init = self._init_centroids(X, sample_weight, init, random_state, n_threads,
+                                                full, xt)
             if self.verbose:
                 print("Initialization complete")
             labels, inertia, centers, n_iter = _kmeans_single(
                 X, sample_weight, centers_init, self._max_iter, self.verbose, tol, n_threads,
-                self._algorithm,
+                self._algorithm, prune, xt,
             )
             if best is None or (
                 inertia < best[1] and not _is_same_clustering(labels, best[0], self._n_clusters)
             ):
                 best = (labels, inertia, centers, n_iter)
         labels, inertia, centers, n_iter = best
+        if inverse is not None:
+            labels = labels[inverse]
 
         if X_mean is not None:
             centers = (centers + X_mean).astype(X.dtype)
@@ -571,7 +673,7 @@ default='k-means++'
         self.labels_ = labels
         self.inertia_ = float(inertia)
         self.n_iter_ = int(n_iter)
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = n_features
         if names is not None:
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):

@@ -254,19 +254,26 @@ def update_closest(
 
 def sample_d2(
     const floating[::1] sample_weight,     # IN  (n_samples,)
-    const double[::1] closest,             # IN  (n_samples,)
+    const double[::1] closest,             # IN  (n_samples,) or (n_distinct,) with ``inverse``
     const double[::1] block_pot,           # IN  (n_blocks,)
     Py_ssize_t rows_per_block,
     const double[::1] targets,             # IN  (n_draws,) uniform draws times the potential
     Py_ssize_t[::1] out,                   # OUT (n_draws,)
+    const int[::1] inverse=None,           # IN  (n_samples,) row -> distinct row of ``closest``
 ):
     """Inverse CDF of D^2 sampling: for each target r, the first index whose
     cumulative weighted D^2 reaches r (as ``searchsorted(cumsum, r)``). Walks
     block totals first, then one block.
+
+    With ``inverse``, D^2 is kept per distinct row and the walk is over the rows
+    of the full data: the same draw as without deduplication.
     """
-    cdef Py_ssize_t n = closest.shape[0], n_blocks = block_pot.shape[0]
+    cdef Py_ssize_t n = sample_weight.shape[0], n_blocks = block_pot.shape[0]
     cdef Py_ssize_t t, b, i, end
     cdef double r, cum
+    cdef const int* inv = NULL
+    if inverse is not None:
+        inv = &inverse[0]
     with nogil:
         for t in range(targets.shape[0]):
             r = targets[t]
@@ -278,7 +285,7 @@ def sample_d2(
             i = b * rows_per_block
             end = min(n, i + rows_per_block)
             while i < end:
-                cum += sample_weight[i] * closest[i]
+                cum += sample_weight[i] * closest[inv[i] if inv != NULL else i]
                 if cum >= r:
                     break
                 i += 1
@@ -286,6 +293,46 @@ def sample_d2(
                 # rounding: block totals are lane-ordered sums, this walk is
                 # sequential. Take the block's last row that can be drawn.
                 i = end - 1
-                while i > b * rows_per_block and not sample_weight[i] * closest[i] > 0.0:
+                while i > b * rows_per_block and not (
+                        sample_weight[i] * closest[inv[i] if inv != NULL else i] > 0.0):
                     i -= 1
             out[t] = i
+
+
+def mapped_potentials(
+    const floating[::1] sample_weight,     # IN  (n_samples,) weights of the full data
+    const int[::1] inverse,                # IN  (n_samples,) row -> distinct row
+    const double[::1] closest,             # IN  (n_distinct,) D^2 of each distinct row
+    double[::1] block_pot,                 # OUT (n_blocks,) per block of the full data's rows
+    Py_ssize_t rows_per_block,
+    int n_threads,
+):
+    """sum_i w_i D^2[inverse[i]] per row block of the full data, and the total:
+    the block totals ``sample_d2`` needs to draw as it would without
+    deduplication."""
+    cdef Py_ssize_t n = inverse.shape[0], n_blocks = block_pot.shape[0], b, start, end
+    cdef double total = 0.0
+    for b in prange(n_blocks, nogil=True, schedule="static", num_threads=n_threads):
+        start = b * rows_per_block
+        end = min(n, start + rows_per_block)
+        block_pot[b] = _mapped_block(&sample_weight[0], &inverse[0], &closest[0], start, end)
+    for b in range(n_blocks):
+        total += block_pot[b]
+    return total
+
+
+cdef double _mapped_block(
+    const floating* sw, const int* inv, const double* closest, Py_ssize_t start, Py_ssize_t end,
+) noexcept nogil:
+    cdef double s[8]
+    cdef Py_ssize_t i, l
+    for l in range(LANES):
+        s[l] = 0.0
+    i = start
+    while i + LANES <= end:
+        for l in range(LANES):
+            s[l] += <double>sw[i + l] * closest[inv[i + l]]
+        i += LANES
+    for l in range(end - i):
+        s[l] += <double>sw[i + l] * closest[inv[i + l]]
+    return _lane_total(s)

@@ -14,21 +14,77 @@ from libc.string cimport memset
 
 from fastkm._common import dot_operands, merge_blocks
 from fastkm._common cimport (
-    CHUNK, DIRECT_MAX_D, DOT_TILE_J, add_weighted_row, argmin_chunk_direct, argmin_chunk_dot, transpose_chunk,
+    CHUNK, DIRECT_MAX_D, DOT_TILE_J, accumulate_rows, argmin_chunk_direct, argmin_chunk_dot,
+    argmin_chunk_pruned, transpose_chunk,
 )
 
 
+cdef struct Pruning:
+    # scratch of argmin_chunk_pruned; ``on`` is false for unsorted data or many features
+    bint on
+    double margin
+    const double* centers_t   # (d, k) shared, read-only
+    const void* xt_all        # (n_chunks, d, CHUNK) X in tile layout, or NULL
+    void* cand        # (k, d) floating
+    int* cand_ids     # (k,)
+    double* dmin      # (k,)
+    double* dmax      # (k,)
+
+
+cdef inline double _prune_margin(Py_ssize_t d, bint single) noexcept nogil:
+    # relative rounding of a squared distance of d terms, with room to spare
+    cdef double eps = 1.1920929e-07 if single else 2.220446049250313e-16
+    return 16.0 * (d + 4) * eps
+
+
+cdef inline Pruning* _pruning_new(bint on, Py_ssize_t k, Py_ssize_t d, Py_ssize_t itemsize,
+                                  const double* centers_t, const void* xt_all) noexcept nogil:
+    # one per thread: assigned inside the parallel block, so private to it
+    cdef Pruning* p = <Pruning*> malloc(sizeof(Pruning))
+    p.on = on
+    p.margin = _prune_margin(d, itemsize == 4)
+    p.centers_t = centers_t
+    p.xt_all = xt_all
+    p.cand = NULL
+    p.cand_ids = NULL
+    p.dmin = NULL
+    p.dmax = NULL
+    if on:
+        p.cand = malloc(k * d * itemsize)
+        p.cand_ids = <int*> malloc(k * sizeof(int))
+        p.dmin = <double*> malloc(k * sizeof(double))
+        p.dmax = <double*> malloc(k * sizeof(double))
+    return p
+
+
+cdef inline void _pruning_free(Pruning* p) noexcept nogil:
+    free(p.cand)
+    free(p.cand_ids)
+    free(p.dmin)
+    free(p.dmax)
+    free(p)
+
+
 cdef inline void _assign_chunk(
-    const floating* X, Py_ssize_t rows, Py_ssize_t d,
+    const floating* X, Py_ssize_t chunk_index, Py_ssize_t rows, Py_ssize_t d,
     const floating* centers, const floating* centers_t, const floating* half_cnorm,
     Py_ssize_t k, Py_ssize_t k_pad, bint use_dot,
-    floating* xt, floating* best, floating* acc, int* lab,
+    floating* xt, floating* best, floating* acc, int* lab, Pruning* prune,
 ) noexcept nogil:
+    cdef const floating* tile = xt
     if use_dot:
         argmin_chunk_dot(X, rows, d, centers_t, half_cnorm, k_pad, lab)
+        return
+    if prune.xt_all != NULL:
+        tile = <const floating*>prune.xt_all + (chunk_index * d) * CHUNK
     else:
         transpose_chunk(X, rows, d, xt)
-        argmin_chunk_direct(xt, rows, d, centers, k, best, lab, acc)
+    if prune.on:
+        argmin_chunk_pruned(tile, rows, d, centers, prune.centers_t, k, best, lab, acc,
+                            <floating*>prune.cand, prune.cand_ids, prune.dmin, prune.dmax,
+                            prune.margin)
+    else:
+        argmin_chunk_direct(tile, rows, d, centers, k, best, lab, acc)
 
 
 cdef Py_ssize_t _lloyd_block(
@@ -36,7 +92,7 @@ cdef Py_ssize_t _lloyd_block(
     const floating* centers, const floating* centers_t, const floating* half_cnorm,
     Py_ssize_t k, Py_ssize_t k_pad, bint use_dot,
     int* labels, double* sums, double* weights,
-    floating* xt, floating* best, floating* acc, int* lab,
+    floating* xt, floating* best, floating* acc, int* lab, Pruning* prune,
 ) noexcept nogil:
     """Assign rows [start, end) and add their weighted sums into one block's buffers."""
     cdef Py_ssize_t c0, rows, i, changed = 0
@@ -46,15 +102,14 @@ cdef Py_ssize_t _lloyd_block(
     c0 = start
     while c0 < end:
         rows = min(<Py_ssize_t>CHUNK, end - c0)
-        _assign_chunk(X + c0 * d, rows, d, centers, centers_t, half_cnorm, k, k_pad, use_dot,
-                      xt, best, acc, lab)
+        _assign_chunk(X + c0 * d, c0 // CHUNK, rows, d, centers, centers_t, half_cnorm, k,
+                      k_pad, use_dot, xt, best, acc, lab, prune)
         for i in range(rows):
             l = lab[i]
-            if l != labels[c0 + i]:
-                changed += 1
-                labels[c0 + i] = l
-            add_weighted_row(X + (c0 + i) * d, sw[c0 + i], d, sums + l * d, weights + l)
+            changed += l != labels[c0 + i]
+            labels[c0 + i] = l
         c0 += rows
+    accumulate_rows(X, sw, labels, start, end, d, sums, weights)
     return changed
 
 
@@ -70,6 +125,8 @@ def lloyd_iter(
     int[::1] labels,                       # IN/OUT (n_samples,)
     Py_ssize_t rows_per_block,
     int n_threads,
+    bint prune=False,
+    const floating[:, :, ::1] xt_all=None, # IN  optional X in tile layout (``transpose_chunks``)
 ):
     """One Lloyd iteration without the division: labels and per-center sums.
 
@@ -86,6 +143,10 @@ def lloyd_iter(
         Total weight of the samples nearest to each center.
     labels : int32 ndarray of shape (n_samples,)
         Previous labels on entry, new labels on exit.
+    prune : bool
+        Rows are sorted so that consecutive rows are close (few features
+        only): skip, per tile, the centers that the tile's bounding box proves
+        cannot be nearest. Same labels; faster only on such data.
 
     Returns
     -------
@@ -109,11 +170,18 @@ def lloyd_iter(
         half_cnorm = np.empty(1, dtype=np.asarray(centers).dtype)
     cdef Py_ssize_t k_pad = centers_t.shape[1]
 
+    cdef Pruning* pr
+    prune = prune and not use_dot
+    cdef double[:, ::1] cent_t = np.ascontiguousarray(np.asarray(centers, dtype=np.float64).T)
+    cdef const void* pre = NULL
+    if xt_all is not None and not use_dot:
+        pre = &xt_all[0, 0, 0]
     with nogil, parallel(num_threads=n_threads):
         xt = <floating*> malloc(CHUNK * d * sizeof(floating))
         best = <floating*> malloc(CHUNK * sizeof(floating))
         acc = <floating*> malloc(max(<Py_ssize_t>CHUNK, k) * sizeof(floating))
         lab = <int*> malloc(CHUNK * sizeof(int))
+        pr = _pruning_new(prune, k, d, sizeof(floating), &cent_t[0, 0], pre)
         for b in prange(n_blocks, schedule="dynamic"):
             start = b * rows_per_block
             end = min(n, start + rows_per_block)
@@ -121,12 +189,13 @@ def lloyd_iter(
                 &X[0, 0], &sample_weight[0], start, end, d,
                 &centers[0, 0], &centers_t[0, 0], &half_cnorm[0], k, k_pad, use_dot,
                 &labels[0], &block_sums[b, 0, 0], &block_weights[b, 0],
-                xt, best, acc, lab,
+                xt, best, acc, lab, pr,
             )
         free(xt)
         free(best)
         free(acc)
         free(lab)
+        _pruning_free(pr)
 
     merge_blocks(block_sums, block_weights, sums, weights, n_threads)
 
@@ -141,8 +210,13 @@ def assign_labels(
     const floating[:, ::1] centers,    # IN  (n_clusters, n_features)
     int[::1] labels,                   # OUT (n_samples,)
     int n_threads,
+    bint prune=False,
+    const floating[:, :, ::1] xt_all=None,  # IN  optional X in tile layout
 ):
-    """Index of the nearest center for every sample (no distance matrix)."""
+    """Index of the nearest center for every sample (no distance matrix).
+
+    ``prune`` as in ``lloyd_iter``: for rows sorted so that neighbours are close.
+    """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
     cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK, ch, start, rows
     cdef bint use_dot = d > DIRECT_MAX_D
@@ -159,18 +233,27 @@ def assign_labels(
         half_cnorm = np.empty(1, dtype=np.asarray(centers).dtype)
     cdef Py_ssize_t k_pad = centers_t.shape[1]
 
+    cdef Pruning* pr
+    prune = prune and not use_dot
+    cdef double[:, ::1] cent_t = np.ascontiguousarray(np.asarray(centers, dtype=np.float64).T)
+    cdef const void* pre = NULL
+    if xt_all is not None and not use_dot:
+        pre = &xt_all[0, 0, 0]
     with nogil, parallel(num_threads=n_threads):
         xt = <floating*> malloc(CHUNK * d * sizeof(floating))
         best = <floating*> malloc(CHUNK * sizeof(floating))
         acc = <floating*> malloc(max(<Py_ssize_t>CHUNK, k) * sizeof(floating))
+        pr = _pruning_new(prune, k, d, sizeof(floating), &cent_t[0, 0], pre)
         for ch in prange(n_chunks, schedule="static"):
             start = ch * CHUNK
             rows = min(<Py_ssize_t>CHUNK, n - start)
-            _assign_chunk(&X[start, 0], rows, d, &centers[0, 0], &centers_t[0, 0],
-                          &half_cnorm[0], k, k_pad, use_dot, xt, best, acc, &labels[start])
+            _assign_chunk(&X[start, 0], ch, rows, d, &centers[0, 0], &centers_t[0, 0],
+                          &half_cnorm[0], k, k_pad, use_dot, xt, best, acc, &labels[start],
+                          pr)
         free(xt)
         free(best)
         free(acc)
+        _pruning_free(pr)
 
 
 def pairwise_distances(

@@ -1,0 +1,136 @@
+"""Repeated rows are fitted once (with their total weight), and few-feature data
+is put in spatial order so that Lloyd's tiles can skip centers. Neither may
+change what the user gets: same seeds, same labels, same centers."""
+import numpy as np
+import pytest
+
+import fastkm
+import fastkm._kmeans as km
+from fastkm import _common
+from fastkm._dispatch import lloyd
+from conftest import numpy_lloyd
+
+
+def _colors(n=20000, distinct=1500, seed=0, dtype=np.float64):
+    rng = np.random.RandomState(seed)
+    palette = rng.randint(0, 256, size=(distinct, 3)) / 255.0
+    return np.ascontiguousarray(palette[rng.randint(0, distinct, size=n)], dtype=dtype)
+
+
+@pytest.fixture
+def plain(monkeypatch):
+    """Turn deduplication and spatial ordering off (the reference path)."""
+    def off():
+        monkeypatch.setattr(km, "_DEDUP_MIN_SAMPLES", 1 << 62)
+    return off
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unique_rows_matches_numpy(dtype):
+    X = _colors(dtype=dtype)
+    U, inverse = _common.unique_rows(X, X.shape[0])
+    np.testing.assert_array_equal(U[inverse], X)
+    assert U.shape[0] == np.unique(X, axis=0).shape[0]
+    # first-occurrence order
+    _, first = np.unique(inverse, return_index=True)
+    assert np.all(np.diff(first) > 0)
+    assert inverse.dtype == np.int32 and U.dtype == dtype
+
+
+def test_unique_rows_gives_up_when_rows_are_distinct():
+    X = np.random.RandomState(0).normal(size=(50000, 3))
+    assert _common.unique_rows(X, 40000) is None
+    Y = _colors(n=10000, distinct=3000)
+    assert _common.unique_rows(Y, 100) is None  # more than max_unique distinct rows
+    assert _common.unique_rows(Y, 5000) is not None
+
+
+def test_spatial_order_is_a_deterministic_permutation():
+    X = np.random.RandomState(1).normal(size=(30000, 3))
+    p = _common.spatial_order(X)
+    assert np.array_equal(np.sort(p), np.arange(X.shape[0]))
+    assert np.array_equal(p, _common.spatial_order(X.copy()))
+    # neighbours in the order are close: consecutive 256-row runs span small boxes
+    Y = X[p]
+    spans = [np.ptp(Y[s:s + 256], axis=0).max() for s in range(0, len(Y) - 256, 256)]
+    assert np.median(spans) < 0.25 * np.ptp(X, axis=0).max()
+    # constant columns and d = 1 are fine
+    Z = np.zeros((1000, 2))
+    assert np.array_equal(np.sort(_common.spatial_order(Z)), np.arange(1000))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pruned_lloyd_pass_is_bitwise_the_direct_pass(d, dtype):
+    rng = np.random.RandomState(d)
+    X = rng.randint(0, 20, size=(6000, d)).astype(dtype) / 19  # ties on a grid
+    X = np.ascontiguousarray(X[_common.spatial_order(X)])
+    sw = rng.uniform(0.5, 2, size=len(X)).astype(dtype)
+    C = np.ascontiguousarray(X[rng.choice(len(X), 24, replace=False)] + 0.01, dtype=dtype)
+    C[5] = C[4]  # a duplicated center: ties between centers too
+    xt = km._tile_layout(X, 2)
+    out = []
+    for prune, tiles, threads in [(False, None, 1), (True, None, 2), (True, xt, 1), (True, xt, 3)]:
+        n, k = len(X), len(C)
+        nb, rpb = _common.block_layout(n, k, d)
+        labels = np.full(n, -1, dtype=np.int32)
+        sums, weights = np.empty((k, d)), np.empty(k)
+        lloyd.lloyd_iter(X, sw, C, np.empty((nb, k, d)), np.empty((nb, k)),
+                         np.empty(nb, dtype=np.intp), sums, weights, labels, rpb, threads,
+                         prune, tiles)
+        assigned = np.empty(n, dtype=np.int32)
+        lloyd.assign_labels(X, C, assigned, threads, prune, tiles)
+        np.testing.assert_array_equal(assigned, labels)
+        out.append((labels, sums, weights))
+    for labels, sums, weights in out[1:]:
+        np.testing.assert_array_equal(labels, out[0][0])
+        np.testing.assert_array_equal(sums, out[0][1])
+        np.testing.assert_array_equal(weights, out[0][2])
+    assert not np.any(out[0][0] == 5)  # lowest index wins the tie
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algorithm", ["lloyd", "hamerly", "elkan"])
+def test_dedup_and_order_do_not_change_the_fit(plain, dtype, algorithm):
+    X = _colors(dtype=dtype)
+    fast = fastkm.KMeans(24, random_state=3, algorithm=algorithm).fit(X)
+    plain()
+    ref = fastkm.KMeans(24, random_state=3, algorithm=algorithm).fit(X)
+    np.testing.assert_array_equal(fast.labels_, ref.labels_)
+    np.testing.assert_allclose(fast.cluster_centers_, ref.cluster_centers_,
+                               rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert fast.n_iter_ == ref.n_iter_
+    assert fast.inertia_ == pytest.approx(ref.inertia_, rel=1e-6)
+
+
+def test_seeding_on_distinct_rows_draws_the_full_data_centers():
+    X = _colors()
+    sw = np.ones(len(X))
+    Xu, wu, inverse = km._deduplicate(X, sw, 32)
+    assert Xu.shape[0] < 0.2 * X.shape[0]
+    ref_c, ref_idx = km._kmeans_plusplus(X, 32, sw, np.random.RandomState(7), None, 2)
+    perm = _common.spatial_order(Xu)
+    rank = np.empty(len(perm), dtype=np.int32)
+    rank[perm] = np.arange(len(perm), dtype=np.int32)
+    for Y, w, inv in [(Xu, wu, inverse), (Xu[perm], wu[perm], rank[inverse])]:
+        c, idx = km._kmeans_plusplus(Y, 32, w, np.random.RandomState(7), None, 2, (inv, sw))
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_array_equal(c, ref_c)
+
+
+def test_explicit_init_on_duplicated_data_matches_numpy_lloyd():
+    X = _colors(n=12000, distinct=900, seed=5)
+    C0 = X[np.random.RandomState(0).choice(len(X), 16, replace=False)] + 1e-3
+    est = fastkm.KMeans(16, init=C0, n_init=1, max_iter=50, tol=0).fit(X)
+    labels, centers, _ = numpy_lloyd(X, C0, max_iter=50)
+    np.testing.assert_array_equal(est.labels_, labels)
+    np.testing.assert_allclose(est.cluster_centers_, centers, rtol=1e-10, atol=1e-12)
+
+
+def test_weights_of_repeated_rows_add_up():
+    X = _colors(n=8000, distinct=400, seed=2)
+    sw = np.random.RandomState(0).uniform(0.1, 3, size=len(X))
+    est = fastkm.KMeans(10, random_state=0).fit(X, sample_weight=sw)
+    # inertia is the weighted inertia of the full data
+    d2 = ((X - est.cluster_centers_[est.labels_]) ** 2).sum(1)
+    assert est.inertia_ == pytest.approx(d2 @ sw, rel=1e-9)
