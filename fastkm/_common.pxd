@@ -182,8 +182,8 @@ cdef extern from *:
        centers (broadcast), sized so that the DOT_CT x DOT_ROWS accumulators,
        the row vectors and one broadcast fit the target's vector registers. */
     #if defined(__AVX512F__)
-    #define FASTKM_DOT_ROWS_F 32
-    #define FASTKM_DOT_ROWS_D 16
+    #define FASTKM_DOT_ROWS_F 64
+    #define FASTKM_DOT_ROWS_D 32
     #define FASTKM_DOT_CT 6
     #elif defined(__AVX__)
     #define FASTKM_DOT_ROWS_F 16
@@ -194,7 +194,7 @@ cdef extern from *:
     #define FASTKM_DOT_ROWS_D 4
     #define FASTKM_DOT_CT 6
     #endif
-    #define FASTKM_DOT_ROWS_MAX 32
+    #define FASTKM_DOT_ROWS_MAX 64
     """
     enum:
         DOT_ROWS_F "FASTKM_DOT_ROWS_F"
