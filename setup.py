@@ -26,8 +26,10 @@ MODULES = ["_openmp_helpers", "_common", "_lloyd", "_kmeanspp", "_hamerly", "_el
 # the best one the CPU supports at import time, so the wheel still runs on any
 # x86-64 (the baseline build is plain SSE2).
 HOT_MODULES = ["_lloyd", "_kmeanspp", "_hamerly", "_elkan"]
+_V3 = ["-mavx2", "-mfma", "-mbmi", "-mbmi2", "-mf16c", "-mlzcnt", "-mmovbe"]
 ISA_LEVELS = {
-    "v3": ["-mavx2", "-mfma", "-mbmi", "-mbmi2", "-mf16c", "-mlzcnt", "-mmovbe"],
+    "v3": _V3,
+    "v4": _V3 + ["-mavx512f", "-mavx512bw", "-mavx512cd", "-mavx512dq", "-mavx512vl"],
 }
 ISA_DIR = os.path.join("build", "isa")
 

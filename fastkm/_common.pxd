@@ -330,134 +330,138 @@ cdef inline void top2_chunk_direct(
 
 
 cdef enum:
-    DOT_TILE_J = 16    # centers per register tile (padded count of centers is a multiple)
+    DOT_TILE_J = 16    # the padded count of centers (dot_operands) is a multiple of this
+
+cdef extern from *:
+    """
+    /* Register tile of the dot kernel: DOT_ROWS rows (vector lanes) x DOT_CT
+       centers (broadcast), sized so that the DOT_CT x DOT_ROWS accumulators,
+       the row vectors and one broadcast fit the target's vector registers. */
+    #if defined(__AVX512F__)
+    #define FASTKM_DOT_ROWS_F 64
+    #define FASTKM_DOT_ROWS_D 32
+    #define FASTKM_DOT_CT 6
+    #elif defined(__AVX__)
+    #define FASTKM_DOT_ROWS_F 16
+    #define FASTKM_DOT_ROWS_D 8
+    #define FASTKM_DOT_CT 6
+    #else
+    #define FASTKM_DOT_ROWS_F 8
+    #define FASTKM_DOT_ROWS_D 4
+    #define FASTKM_DOT_CT 6
+    #endif
+    #define FASTKM_DOT_ROWS_MAX 64
+    """
+    enum:
+        DOT_ROWS_F "FASTKM_DOT_ROWS_F"
+        DOT_ROWS_D "FASTKM_DOT_ROWS_D"
+        DOT_CT "FASTKM_DOT_CT"
+        DOT_ROWS_MAX "FASTKM_DOT_ROWS_MAX"
 
 
-cdef inline floating _min2(floating a, floating b) noexcept nogil:
-    return a if a < b else b
+cdef inline void pack_neg_chunk(
+    const floating* X,      # IN  (rows, d) row-major
+    Py_ssize_t rows,
+    Py_ssize_t d,
+    floating* xt,           # OUT (d, CHUNK): -X transposed, rows padded with zeros
+) noexcept nogil:
+    # -x is exact, so fma(xt, c, acc) is bit-for-bit fma(-x, c, acc)
+    cdef Py_ssize_t i, f, rows_pad
+    cdef Py_ssize_t R = DOT_ROWS_F if floating is float else DOT_ROWS_D
+    rows_pad = (rows + R - 1) // R * R
+    for i in range(rows):
+        for f in range(d):
+            xt[f * CHUNK + i] = -X[i * d + f]
+    for f in range(d):
+        for i in range(rows, rows_pad):
+            xt[f * CHUNK + i] = 0
 
 
-cdef inline floating _tile_min(const floating* a) noexcept nogil:
-    # pairwise tree over the 16 (float) or 8 (double) lanes of one tile, written
-    # out with constant indices: shuffles and min instructions, no branches
-    cdef floating m0, m1, m2, m3, m4, m5, m6, m7
-    if floating is float:
-        m0 = _min2(a[0], a[8])
-        m1 = _min2(a[1], a[9])
-        m2 = _min2(a[2], a[10])
-        m3 = _min2(a[3], a[11])
-        m4 = _min2(a[4], a[12])
-        m5 = _min2(a[5], a[13])
-        m6 = _min2(a[6], a[14])
-        m7 = _min2(a[7], a[15])
-    else:
-        m0 = a[0]
-        m1 = a[1]
-        m2 = a[2]
-        m3 = a[3]
-        m4 = a[4]
-        m5 = a[5]
-        m6 = a[6]
-        m7 = a[7]
-    m0 = _min2(m0, m4)
-    m1 = _min2(m1, m5)
-    m2 = _min2(m2, m6)
-    m3 = _min2(m3, m7)
-    m0 = _min2(m0, m2)
-    m1 = _min2(m1, m3)
-    return _min2(m0, m1)
-
-
-cdef inline Py_ssize_t _first_equal(const floating* a, floating v) noexcept nogil:
-    cdef Py_ssize_t l = 0
-    while a[l] != v:
-        l += 1
-    return l
+cdef inline void _improve(floating v, int j, floating* best, int* lab) noexcept nogil:
+    # strict '<': a later center replaces the best only when strictly smaller
+    lab[0] = j if v < best[0] else lab[0]
+    best[0] = v if v < best[0] else best[0]
 
 
 cdef inline void argmin_chunk_dot(
-    const floating* X,            # IN  (rows, d) row-major chunk
+    const floating* xt,           # IN  (d, CHUNK) -X transposed (pack_neg_chunk)
     Py_ssize_t rows,
     Py_ssize_t d,
-    const floating* centers_t,    # IN  (d, k_pad) centers, transposed, zero-padded
-    const floating* half_cnorm,   # IN  (k_pad,) 0.5 * ||c||^2, +max for padding
-    Py_ssize_t k_pad,             # multiple of DOT_TILE_J
+    const floating* cpack,        # IN  (n_tiles, d, DOT_CT) centers in tiles (pack_center_tiles)
+    const floating* half_cnorm,   # IN  (n_tiles * DOT_CT,) 0.5 * ||c||^2, +max for padding
+    Py_ssize_t n_tiles,
     int* labels,                  # OUT (rows,)
 ) noexcept nogil:
     # argmin_j ||x - c_j||^2 = argmin_j (0.5 ||c_j||^2 - x.c_j): ||x||^2 is skipped.
-    # Register blocking: 4 rows x (16 float | 8 double) centers stay in
-    # accumulators for the whole pass over the features (one load of centers
-    # feeds four FMAs), the way a GEMM micro-kernel does.
-    cdef floating a0[16]
-    cdef floating a1[16]
-    cdef floating a2[16]
-    cdef floating a3[16]
-    cdef floating bv0, bv1, bv2, bv3, x0, x1, x2, x3, t0, t1, t2, t3
-    cdef int bj0, bj1, bj2, bj3
-    cdef Py_ssize_t i0, jb, f, l, r1, r2, r3
-    cdef const floating* ct
-    cdef const floating* p0
-    cdef const floating* p1
-    cdef const floating* p2
-    cdef const floating* p3
+    # Register blocking: DOT_ROWS rows (vector lanes) x DOT_CT centers (broadcasts)
+    # stay in accumulators for the whole pass over the features, the way a GEMM
+    # micro-kernel does. Each value is half_cnorm[j], then one FMA per feature in
+    # feature order, as in pair_value. The minimum is taken across accumulators
+    # (lane-wise compares and blends, no horizontal reduction); centers are visited
+    # in increasing order with a strict '<', so ties keep the lowest index.
+    # six accumulator rows written out (not a 2-D array indexed by a loop
+    # variable): gcc then keeps each one in vector registers
+    cdef floating a0[DOT_ROWS_MAX]
+    cdef floating a1[DOT_ROWS_MAX]
+    cdef floating a2[DOT_ROWS_MAX]
+    cdef floating a3[DOT_ROWS_MAX]
+    cdef floating a4[DOT_ROWS_MAX]
+    cdef floating a5[DOT_ROWS_MAX]
+    cdef floating best[DOT_ROWS_MAX]
+    cdef int lab[DOT_ROWS_MAX]
+    cdef floating v, h0, h1, h2, h3, h4, h5, c0, c1, c2, c3, c4, c5, xv
+    cdef Py_ssize_t i0, jt, f, l
+    cdef int j0
+    cdef const floating* xf
+    cdef const floating* cp
     cdef floating big = FLT_MAX if floating is float else DBL_MAX
+    cdef Py_ssize_t R = DOT_ROWS_F if floating is float else DOT_ROWS_D
     i0 = 0
     while i0 < rows:
-        # a short last group re-reads its last row; only real rows are stored
-        r1 = min(i0 + 1, rows - 1)
-        r2 = min(i0 + 2, rows - 1)
-        r3 = min(i0 + 3, rows - 1)
-        p0 = X + i0 * d
-        p1 = X + r1 * d
-        p2 = X + r2 * d
-        p3 = X + r3 * d
-        bv0 = bv1 = bv2 = bv3 = big
-        bj0 = bj1 = bj2 = bj3 = 0
-        jb = 0
-        while jb < k_pad:
-            for l in range(16 if floating is float else 8):
-                a0[l] = half_cnorm[jb + l]
-                a1[l] = half_cnorm[jb + l]
-                a2[l] = half_cnorm[jb + l]
-                a3[l] = half_cnorm[jb + l]
+        for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
+            best[l] = big
+            lab[l] = 0
+        for jt in range(n_tiles):
+            h0 = half_cnorm[jt * DOT_CT]
+            h1 = half_cnorm[jt * DOT_CT + 1]
+            h2 = half_cnorm[jt * DOT_CT + 2]
+            h3 = half_cnorm[jt * DOT_CT + 3]
+            h4 = half_cnorm[jt * DOT_CT + 4]
+            h5 = half_cnorm[jt * DOT_CT + 5]
+            for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
+                a0[l] = h0
+                a1[l] = h1
+                a2[l] = h2
+                a3[l] = h3
+                a4[l] = h4
+                a5[l] = h5
+            cp = cpack + jt * DOT_CT * d
             for f in range(d):
-                ct = centers_t + f * k_pad + jb
-                x0 = p0[f]
-                x1 = p1[f]
-                x2 = p2[f]
-                x3 = p3[f]
-                for l in range(16 if floating is float else 8):
-                    a0[l] = <floating>FASTKM_MADD(-x0, ct[l], a0[l])
-                    a1[l] = <floating>FASTKM_MADD(-x1, ct[l], a1[l])
-                    a2[l] = <floating>FASTKM_MADD(-x2, ct[l], a2[l])
-                    a3[l] = <floating>FASTKM_MADD(-x3, ct[l], a3[l])
-            # Tile minimum without branches; the (rare) improving tile is then
-            # scanned for its first minimal lane: lowest index on ties.
-            t0 = _tile_min(a0)
-            t1 = _tile_min(a1)
-            t2 = _tile_min(a2)
-            t3 = _tile_min(a3)
-            if t0 < bv0:
-                bv0 = t0
-                bj0 = <int>(jb + _first_equal(a0, t0))
-            if t1 < bv1:
-                bv1 = t1
-                bj1 = <int>(jb + _first_equal(a1, t1))
-            if t2 < bv2:
-                bv2 = t2
-                bj2 = <int>(jb + _first_equal(a2, t2))
-            if t3 < bv3:
-                bv3 = t3
-                bj3 = <int>(jb + _first_equal(a3, t3))
-            jb = jb + (16 if floating is float else 8)
-        labels[i0] = bj0
-        if i0 + 1 < rows:
-            labels[i0 + 1] = bj1
-        if i0 + 2 < rows:
-            labels[i0 + 2] = bj2
-        if i0 + 3 < rows:
-            labels[i0 + 3] = bj3
-        i0 = i0 + 4
+                xf = xt + f * CHUNK + i0
+                for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
+                    a0[l] = <floating>FASTKM_MADD(xf[l], cp[0], a0[l])
+                for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
+                    a1[l] = <floating>FASTKM_MADD(xf[l], cp[1], a1[l])
+                for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
+                    a2[l] = <floating>FASTKM_MADD(xf[l], cp[2], a2[l])
+                for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
+                    a3[l] = <floating>FASTKM_MADD(xf[l], cp[3], a3[l])
+                for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
+                    a4[l] = <floating>FASTKM_MADD(xf[l], cp[4], a4[l])
+                for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
+                    a5[l] = <floating>FASTKM_MADD(xf[l], cp[5], a5[l])
+                cp = cp + DOT_CT
+            j0 = <int>(jt * DOT_CT)
+            for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
+                _improve(a0[l], j0, &best[l], &lab[l])
+                _improve(a1[l], j0 + 1, &best[l], &lab[l])
+                _improve(a2[l], j0 + 2, &best[l], &lab[l])
+                _improve(a3[l], j0 + 3, &best[l], &lab[l])
+                _improve(a4[l], j0 + 4, &best[l], &lab[l])
+                _improve(a5[l], j0 + 5, &best[l], &lab[l])
+        for l in range(min(R, rows - i0)):
+            labels[i0 + l] = lab[l]
+        i0 = i0 + R
 
 
 cdef inline floating sq_dist(

@@ -14,9 +14,24 @@ from libc.string cimport memset
 
 from fastkm._common import dot_operands, merge_blocks
 from fastkm._common cimport (
-    CHUNK, DIRECT_MAX_D, DOT_TILE_J, accumulate_rows, argmin_chunk_direct, argmin_chunk_dot,
-    argmin_chunk_pruned, transpose_chunk,
+    CHUNK, DIRECT_MAX_D, DOT_CT, accumulate_rows, argmin_chunk_direct, argmin_chunk_dot,
+    argmin_chunk_pruned, pack_neg_chunk, transpose_chunk,
 )
+
+
+def _dot_tiles(centers):
+    """Centers packed for argmin_chunk_dot: (n_tiles, d, DOT_CT) and the half norms
+    (n_tiles * DOT_CT,), from dot_operands (so the half norms are Hamerly's, bit for bit).
+    Padding centers are zero with a half norm of the dtype's max: never the argmin."""
+    ct, hn = dot_operands(centers)
+    d, k_pad = ct.shape
+    n_tiles = -(-k_pad // DOT_CT)
+    cpack = np.zeros((n_tiles * DOT_CT, d), dtype=ct.dtype)
+    cpack[:k_pad] = ct.T
+    cpack = np.ascontiguousarray(cpack.reshape(n_tiles, DOT_CT, d).transpose(0, 2, 1))
+    hnp = np.full(n_tiles * DOT_CT, np.finfo(ct.dtype).max, dtype=ct.dtype)
+    hnp[:k_pad] = hn
+    return cpack.reshape(n_tiles * d, DOT_CT), hnp
 
 
 cdef struct Pruning:
@@ -68,12 +83,13 @@ cdef inline void _pruning_free(Pruning* p) noexcept nogil:
 cdef inline void _assign_chunk(
     const floating* X, Py_ssize_t chunk_index, Py_ssize_t rows, Py_ssize_t d,
     const floating* centers, const floating* centers_t, const floating* half_cnorm,
-    Py_ssize_t k, Py_ssize_t k_pad, bint use_dot,
+    Py_ssize_t k, Py_ssize_t n_tiles, bint use_dot,
     floating* xt, floating* best, floating* acc, int* lab, Pruning* prune,
 ) noexcept nogil:
     cdef const floating* tile = xt
     if use_dot:
-        argmin_chunk_dot(X, rows, d, centers_t, half_cnorm, k_pad, lab)
+        pack_neg_chunk(X, rows, d, xt)
+        argmin_chunk_dot(xt, rows, d, centers_t, half_cnorm, n_tiles, lab)
         return
     if prune.xt_all != NULL:
         tile = <const floating*>prune.xt_all + (chunk_index * d) * CHUNK
@@ -90,7 +106,7 @@ cdef inline void _assign_chunk(
 cdef Py_ssize_t _lloyd_block(
     const floating* X, const floating* sw, Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
     const floating* centers, const floating* centers_t, const floating* half_cnorm,
-    Py_ssize_t k, Py_ssize_t k_pad, bint use_dot,
+    Py_ssize_t k, Py_ssize_t n_tiles, bint use_dot,
     int* labels, double* sums, double* weights,
     floating* xt, floating* best, floating* acc, int* lab, Pruning* prune,
 ) noexcept nogil:
@@ -103,7 +119,7 @@ cdef Py_ssize_t _lloyd_block(
     while c0 < end:
         rows = min(<Py_ssize_t>CHUNK, end - c0)
         _assign_chunk(X + c0 * d, c0 // CHUNK, rows, d, centers, centers_t, half_cnorm, k,
-                      k_pad, use_dot, xt, best, acc, lab, prune)
+                      n_tiles, use_dot, xt, best, acc, lab, prune)
         for i in range(rows):
             l = lab[i]
             changed += l != labels[c0 + i]
@@ -163,12 +179,12 @@ def lloyd_iter(
     cdef floating* acc
     cdef int* lab
     if use_dot:
-        ct, hn = dot_operands(centers)
+        ct, hn = _dot_tiles(centers)
         centers_t, half_cnorm = ct, hn
     else:
         centers_t = np.empty((1, 1), dtype=np.asarray(centers).dtype)
         half_cnorm = np.empty(1, dtype=np.asarray(centers).dtype)
-    cdef Py_ssize_t k_pad = centers_t.shape[1]
+    cdef Py_ssize_t n_tiles = centers_t.shape[0] // d if use_dot else 0
 
     cdef Pruning* pr
     prune = prune and not use_dot
@@ -187,7 +203,7 @@ def lloyd_iter(
             end = min(n, start + rows_per_block)
             block_changed[b] = _lloyd_block(
                 &X[0, 0], &sample_weight[0], start, end, d,
-                &centers[0, 0], &centers_t[0, 0], &half_cnorm[0], k, k_pad, use_dot,
+                &centers[0, 0], &centers_t[0, 0], &half_cnorm[0], k, n_tiles, use_dot,
                 &labels[0], &block_sums[b, 0, 0], &block_weights[b, 0],
                 xt, best, acc, lab, pr,
             )
@@ -226,12 +242,12 @@ def assign_labels(
     cdef floating* best
     cdef floating* acc
     if use_dot:
-        ct, hn = dot_operands(centers)
+        ct, hn = _dot_tiles(centers)
         centers_t, half_cnorm = ct, hn
     else:
         centers_t = np.empty((1, 1), dtype=np.asarray(centers).dtype)
         half_cnorm = np.empty(1, dtype=np.asarray(centers).dtype)
-    cdef Py_ssize_t k_pad = centers_t.shape[1]
+    cdef Py_ssize_t n_tiles = centers_t.shape[0] // d if use_dot else 0
 
     cdef Pruning* pr
     prune = prune and not use_dot
@@ -248,7 +264,7 @@ def assign_labels(
             start = ch * CHUNK
             rows = min(<Py_ssize_t>CHUNK, n - start)
             _assign_chunk(&X[start, 0], ch, rows, d, &centers[0, 0], &centers_t[0, 0],
-                          &half_cnorm[0], k, k_pad, use_dot, xt, best, acc, &labels[start],
+                          &half_cnorm[0], k, n_tiles, use_dot, xt, best, acc, &labels[start],
                           pr)
         free(xt)
         free(best)

@@ -19,8 +19,13 @@ cdef extern from *:
     #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
-                && __builtin_cpu_supports("bmi2"))
+                && __builtin_cpu_supports("bmi2")) {
+            if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+                    && __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq")
+                    && __builtin_cpu_supports("avx512vl"))
+                return 4;
             return 3;
+        }
     #endif
         return 1;
     }
@@ -29,5 +34,6 @@ cdef extern from *:
 
 
 def cpu_x86_level():
-    """x86-64 micro-architecture level the CPU (and OS) supports: 3 means AVX2+FMA, else 1."""
+    """x86-64 micro-architecture level the CPU (and OS) supports: 4 means AVX-512 (F, BW, CD,
+    DQ, VL), 3 means AVX2+FMA, else 1."""
     return fastkm_x86_level()

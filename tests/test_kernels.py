@@ -11,14 +11,15 @@ from fastkm import _common
 from conftest import has_near_ties, numpy_assign
 
 ISA_SUFFIXES = [""]
-try:
-    importlib.import_module("fastkm._lloyd_v3")
+for _suffix, _level in (("_v3", 3), ("_v4", 4)):
     from fastkm._openmp_helpers import cpu_x86_level
 
-    if cpu_x86_level() >= 3:
-        ISA_SUFFIXES.append("_v3")
-except ImportError:
-    pass
+    if cpu_x86_level() >= _level:  # checked first: the module may not even load otherwise
+        try:
+            importlib.import_module("fastkm._lloyd" + _suffix)
+            ISA_SUFFIXES.append(_suffix)
+        except ImportError:
+            pass
 
 
 @pytest.fixture(params=ISA_SUFFIXES, ids=lambda s: s.strip("_") or "baseline")

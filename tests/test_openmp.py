@@ -127,4 +127,4 @@ def test_bad_fastkm_isa_value_is_a_clear_import_error():
     out = subprocess.run([sys.executable, "-c", "import fastkm"], capture_output=True, text=True,
                          env=env, timeout=60)
     assert out.returncode != 0
-    assert "FASTKM_ISA must be 'auto', 'baseline' or 'v3'" in out.stderr
+    assert "FASTKM_ISA must be 'auto', 'baseline', 'v3' or 'v4'" in out.stderr
