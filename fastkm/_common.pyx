@@ -156,58 +156,132 @@ cdef extern from *:
     void* memcpy(void* dst, const void* src, size_t n) noexcept nogil
 
 
+cdef enum:
+    DEDUP_PARTS = 16   # fixed hash partitions: the output never depends on the thread count
+
+
+cdef inline bint _rows_equal(const char* a, const char* b, Py_ssize_t nbytes) noexcept nogil:
+    cdef Py_ssize_t i = 0
+    cdef unsigned long long u, v
+    cdef unsigned int p, q
+    while i + 8 <= nbytes:
+        memcpy(&u, a + i, 8)
+        memcpy(&v, b + i, 8)
+        if u != v:
+            return False
+        i += 8
+    if i < nbytes:  # float32 rows of odd width: 4 bytes left
+        memcpy(&p, a + i, 4)
+        memcpy(&q, b + i, 4)
+        return p == q
+    return True
+
+
+cdef Py_ssize_t _dedup_part(
+    const char* X, Py_ssize_t nbytes, const Py_ssize_t* rows, Py_ssize_t m,
+    const unsigned long long* hashes, int* table, Py_ssize_t mask,
+    char* uniq,                   # OUT (m, nbytes) this partition's distinct rows
+    int* local,                   # OUT (n,) indexed by row: id within the partition
+    const int* abort_flag,        # another partition gave up: stop early
+) noexcept nogil:
+    # Distinct rows of one hash partition, in row order. Returns their count, or
+    # -1 when over 97% of the first quarter of its rows are distinct.
+    cdef Py_ssize_t q, i, slot, n_u = 0, check_at = m // 4 if m >= 1024 else -1
+    cdef int u
+    for q in range(m):
+        i = rows[q]
+        slot = <Py_ssize_t>(hashes[i] & <unsigned long long>mask)
+        while True:
+            u = table[slot]
+            if u < 0:
+                table[slot] = <int>n_u
+                memcpy(uniq + n_u * nbytes, X + i * nbytes, nbytes)
+                local[i] = <int>n_u
+                n_u += 1
+                break
+            if _rows_equal(uniq + u * nbytes, X + i * nbytes, nbytes):
+                local[i] = u
+                break
+            slot = (slot + 1) & mask
+        if q + 1 == check_at:
+            if n_u * 100 > 97 * check_at or abort_flag[0]:
+                return -1
+    return n_u
+
+
 def unique_rows(
     const floating[:, ::1] X,          # IN  (n_samples, n_features)
     Py_ssize_t max_unique,
+    int n_threads=1,
 ):
-    """Distinct rows of X (bitwise equal values), in order of first occurrence.
+    """Distinct rows of X (bitwise equal values) and the map back to X.
 
-    Returns ``(X_unique, inverse)`` with ``X_unique[inverse] == X``, or ``None`` as
-    soon as more than ``max_unique`` distinct rows are seen, or when over 97% of
-    the first quarter of the rows are distinct (then deduplication would not pay). One pass with an open-addressing hash table; the output
-    depends only on X (no threads).
+    Returns ``(X_unique, inverse)`` with ``X_unique[inverse] == X``, or ``None``
+    when there are more than ``max_unique`` distinct rows, or when some hash
+    partition finds over 97% of the first quarter of its rows distinct (then
+    deduplication would not pay). Rows are hashed, split into DEDUP_PARTS
+    partitions by hash, and each partition is deduplicated with its own
+    open-addressing table, in parallel. ``X_unique`` lists partition 0's rows
+    in order of first occurrence, then partition 1's, ...: it depends only on X.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], nbytes = d * sizeof(floating)
-    cdef Py_ssize_t cap = 16, i, n_u = 0, slot, mask
-    cdef int u
-    cdef bint overflow = False
-    cdef Py_ssize_t check_at = n // 4 if n >= 16384 else -1
+    cdef Py_ssize_t i, p, c, total = 0, ch, n_chunks
+    cdef int[::1] abort_flag = np.zeros(1, dtype=np.int32)
     if max_unique < 1 or n == 0:
         return None
-    while cap < 2 * min(n, max_unique + 1):
-        cap *= 2
-    mask = cap - 1
-    cdef int[::1] table = np.full(cap, -1, dtype=np.int32)
-    cdef floating[:, ::1] uniq = np.empty((min(n, max_unique + 1), d),
-                                          dtype=np.asarray(X).dtype)
-    cdef int[::1] inverse = np.empty(n, dtype=np.int32)
+    cdef unsigned long long[::1] hashes = np.empty(n, dtype=np.uint64)
+    cdef Py_ssize_t[::1] count = np.zeros(DEDUP_PARTS + 1, dtype=np.intp)
+    cdef Py_ssize_t[::1] rows = np.empty(n, dtype=np.intp)
+    cdef int[::1] local = np.empty(n, dtype=np.int32)
+    cdef Py_ssize_t[::1] n_u = np.zeros(DEDUP_PARTS, dtype=np.intp)
+    cdef Py_ssize_t[::1] cap = np.zeros(DEDUP_PARTS + 1, dtype=np.intp)
+    cdef const char* base = <const char*>&X[0, 0]
+    n_chunks = (n + CHUNK - 1) // CHUNK
+    for ch in prange(n_chunks, nogil=True, schedule="static", num_threads=n_threads):
+        for i in range(ch * CHUNK, min(n, (ch + 1) * CHUNK)):
+            hashes[i] = fastkm_hash_row(base + i * nbytes, nbytes)
     with nogil:
         for i in range(n):
-            slot = <Py_ssize_t>(fastkm_hash_row(&X[i, 0], nbytes) & <unsigned long long>mask)
-            while True:
-                u = table[slot]
-                if u < 0:
-                    if n_u > max_unique - 1:
-                        overflow = True
-                        break
-                    table[slot] = <int>n_u
-                    memcpy(&uniq[n_u, 0], &X[i, 0], nbytes)
-                    inverse[i] = <int>n_u
-                    n_u += 1
-                    break
-                if memcmp(&uniq[u, 0], &X[i, 0], nbytes) == 0:
-                    inverse[i] = u
-                    break
-                slot = (slot + 1) & mask
-            if overflow:
-                break
-            if i + 1 == check_at and n_u * 100 > 97 * check_at:
-                # a quarter of the rows and almost all distinct: give up early
-                overflow = True
-                break
-    if overflow:
+            count[(hashes[i] >> 60) + 1] += 1
+        for p in range(DEDUP_PARTS):
+            count[p + 1] += count[p]
+            c = 16
+            while c < 2 * (count[p + 1] - count[p]):
+                c *= 2
+            cap[p + 1] = cap[p] + c
+        for p in range(DEDUP_PARTS):
+            n_u[p] = count[p]  # fill pointers
+        for i in range(n):
+            p = <Py_ssize_t>(hashes[i] >> 60)
+            rows[n_u[p]] = i
+            n_u[p] += 1
+    cdef int[::1] table = np.full(cap[DEDUP_PARTS], -1, dtype=np.int32)
+    cdef char[:, ::1] uniq = np.empty((n, nbytes), dtype=np.int8)
+    for p in prange(DEDUP_PARTS, nogil=True, schedule="dynamic", num_threads=n_threads):
+        n_u[p] = _dedup_part(base, nbytes, &rows[count[p]], count[p + 1] - count[p],
+                             &hashes[0], &table[cap[p]], cap[p + 1] - cap[p] - 1,
+                             &uniq[count[p], 0], &local[0], &abort_flag[0])
+        if n_u[p] < 0:
+            abort_flag[0] = 1
+    for p in range(DEDUP_PARTS):
+        if n_u[p] < 0:
+            return None
+        total += n_u[p]
+    if total > max_unique:
         return None
-    return np.array(np.asarray(uniq)[:n_u]), np.asarray(inverse)
+    out = np.empty((total, d), dtype=np.asarray(X).dtype)
+    cdef char[:, ::1] out_b = out.view(np.int8).reshape(total, nbytes)
+    cdef Py_ssize_t[::1] offset = np.zeros(DEDUP_PARTS, dtype=np.intp)
+    cdef int[::1] inverse = np.empty(n, dtype=np.int32)
+    with nogil:
+        for p in range(1, DEDUP_PARTS):
+            offset[p] = offset[p - 1] + n_u[p - 1]
+        for p in range(DEDUP_PARTS):
+            if n_u[p] > 0:
+                memcpy(&out_b[offset[p], 0], &uniq[count[p], 0], n_u[p] * nbytes)
+        for i in range(n):
+            inverse[i] = <int>(offset[hashes[i] >> 60] + local[i])
+    return out, np.asarray(inverse)
 
 
 SPATIAL_CODE_BITS = 18  # cells of the Morton grid: 2**18 at most (a 1 MiB histogram)
@@ -256,3 +330,53 @@ def spatial_order(const floating[:, ::1] X):
             perm[start[codes[i]]] = i
             start[codes[i]] += 1
     return np.asarray(perm)
+
+
+cdef void _column_sums_block(
+    const floating* X, Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
+    const double* center,         # subtracted before squaring, or NULL for plain sums
+    double* out,                  # OUT (d,)
+) noexcept nogil:
+    cdef Py_ssize_t i, f
+    cdef double t
+    for f in range(d):
+        out[f] = 0.0
+    for i in range(start, end):
+        for f in range(d):
+            if center == NULL:
+                out[f] += X[i * d + f]
+            else:
+                t = X[i * d + f] - center[f]
+                out[f] += t * t
+
+
+def mean_variance(const floating[:, ::1] X, int n_threads):
+    """Column means and the mean of the column variances of X (as ``np.var(X,
+    axis=0).mean()``), in float64: two passes over fixed row blocks, merged in
+    block order (no temporary of X's size, thread-count independent)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], b, f, start, end
+    n_blocks, rows_per_block = block_layout(n)
+    cdef Py_ssize_t nb = n_blocks, rpb = rows_per_block
+    cdef double[:, ::1] partial = np.empty((nb, d))
+    cdef double[::1] mean = np.zeros(d)
+    cdef double var = 0.0
+    if n == 0:
+        return np.asarray(mean), 0.0
+    for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+        start = b * rpb
+        end = min(n, start + rpb)
+        _column_sums_block(&X[0, 0], start, end, d, NULL, &partial[b, 0])
+    for b in range(nb):
+        for f in range(d):
+            mean[f] += partial[b, f]
+    for f in range(d):
+        mean[f] /= n
+    for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+        start = b * rpb
+        end = min(n, start + rpb)
+        _column_sums_block(&X[0, 0], start, end, d, &mean[0], &partial[b, 0])
+    for f in range(d):
+        for b in range(1, nb):
+            partial[0, f] += partial[b, f]
+        var += partial[0, f] / n
+    return np.asarray(mean), var / d

@@ -36,24 +36,30 @@ _DIRECT_MAX_D = 8  # same threshold as DIRECT_MAX_D in _common.pxd
 
 _DEDUP_MIN_SAMPLES = 1 << 12   # below this a fit is too cheap to bother
 _DEDUP_MAX_FRACTION = 0.8      # more distinct rows than this fraction: fit X as it is
+_DEDUP_SAMPLE = 4096           # rows checked for repeats before the full pass
 _PRUNE_MAX_D = 4               # spatial order + box-pruned Lloyd tiles up to this many features
 _PRUNE_MIN_CLUSTERS = 8
 
 
-def _deduplicate(X, sample_weight, n_clusters):
+def _deduplicate(X, sample_weight, n_clusters, n_threads=1):
     """Distinct rows of X with their summed weights, and the map back to X's rows.
 
     K-Means on the distinct rows, each weighted by the total weight of its
     copies, is K-Means on X: identical rows always get the same label, so the
     weighted sums, the centers, the labels and the inertia are those of the full
-    data (up to the order of float64 additions), and weighted k-means++ draws
-    from the same distribution. Images have many repeated colors (china.jpg:
+    data (up to the order of float64 additions), and k-means++ (given the map
+    back, see ``_kmeans_plusplus``) draws the same centers. Images have many repeated colors (china.jpg:
     96,615 distinct among 273,280 pixels). Returns None when it would not pay.
     """
     n = X.shape[0]
     if n < _DEDUP_MIN_SAMPLES:
         return None
-    found = _common.unique_rows(X, int(_DEDUP_MAX_FRACTION * n))
+    # A spread-out sample of rows without a single repeat: almost surely data
+    # with few repeats (continuous features); don't pay for the full pass.
+    sample = np.ascontiguousarray(X[:: max(1, n // _DEDUP_SAMPLE)][:_DEDUP_SAMPLE])
+    if _common.unique_rows(sample, sample.shape[0] - 1) is None:
+        return None
+    found = _common.unique_rows(X, int(_DEDUP_MAX_FRACTION * n), n_threads)
     if found is None or found[0].shape[0] < n_clusters:
         return None
     X_u, inverse = found
@@ -409,23 +415,15 @@ def _choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize=8):
     return algorithm
 
 
-def _tolerance(X, tol):
+def _tolerance(X, tol, n_threads=1):
     """tol scaled by the mean per-feature variance of X (as scikit-learn).
 
-    Two passes over row slabs in float64: no temporary of X's size.
+    Compiled, two passes over fixed row blocks in float64: no temporary of X's
+    size, the same value for any thread count.
     """
     if tol == 0:
         return 0.0
-    n = X.shape[0]
-    step = max(1, (1 << 20) // X.shape[1])
-    mean = np.zeros(X.shape[1])
-    for s in range(0, n, step):
-        mean += X[s:s + step].sum(axis=0, dtype=np.float64)
-    mean /= n
-    ss = np.zeros(X.shape[1])
-    for s in range(0, n, step):
-        ss += ((X[s:s + step] - mean) ** 2).sum(axis=0)
-    return float(np.mean(ss / n)) * tol
+    return _common.mean_variance(X, n_threads)[1] * tol
 
 
 def _is_same_clustering(labels1, labels2, n_clusters):
@@ -597,14 +595,14 @@ default='k-means++'
         init = self._init
 
         n_features = X.shape[1]
-        tol = _tolerance(X, self._tol_rel)
+        tol = _tolerance(X, self._tol_rel, n_threads)
         # Repeated rows (image colors) are fitted once, with their total weight;
         # labels are mapped back at the end. 'random' and callable inits pick
         # from the rows of X itself, so they keep X as it is.
         inverse = full = None
         prune = False
         if isinstance(init, np.ndarray) or init == "k-means++":
-            found = _deduplicate(X, sample_weight, self._n_clusters)
+            found = _deduplicate(X, sample_weight, self._n_clusters, n_threads)
             if found is not None:
                 full = (found[2], sample_weight)
                 X, sample_weight, inverse = found
