@@ -377,13 +377,22 @@ cdef inline void pack_neg_chunk(
             xt[f * CHUNK + i] = 0
 
 
+cdef inline void _improve2(floating v, int j, floating* best, floating* second,
+                           int* lab) noexcept nogil:
+    # _improve that also keeps the second smallest: second = min(second, max(v, best))
+    cdef floating hi = v if v > best[0] else best[0]
+    second[0] = hi if hi < second[0] else second[0]
+    lab[0] = j if v < best[0] else lab[0]
+    best[0] = v if v < best[0] else best[0]
+
+
 cdef inline void _improve(floating v, int j, floating* best, int* lab) noexcept nogil:
     # strict '<': a later center replaces the best only when strictly smaller
     lab[0] = j if v < best[0] else lab[0]
     best[0] = v if v < best[0] else best[0]
 
 
-cdef inline void argmin_chunk_dot(
+cdef inline void _chunk_dot(
     const floating* xt,           # IN  (d, CHUNK) -X transposed (pack_neg_chunk)
     Py_ssize_t rows,
     Py_ssize_t d,
@@ -391,6 +400,9 @@ cdef inline void argmin_chunk_dot(
     const floating* half_cnorm,   # IN  (n_tiles * DOT_CT,) 0.5 * ||c||^2, +max for padding
     Py_ssize_t n_tiles,
     int* labels,                  # OUT (rows,)
+    floating* best_out,           # OUT (rows,) the smallest value (top2 only)
+    floating* second_out,         # OUT (rows,) the second smallest value (top2 only)
+    bint top2,                    # a literal at each call: the unused branch compiles away
 ) noexcept nogil:
     # argmin_j ||x - c_j||^2 = argmin_j (0.5 ||c_j||^2 - x.c_j): ||x||^2 is skipped.
     # Register blocking: DOT_ROWS rows (vector lanes) x DOT_CT centers (broadcasts)
@@ -408,6 +420,7 @@ cdef inline void argmin_chunk_dot(
     cdef floating a4[DOT_ROWS_MAX]
     cdef floating a5[DOT_ROWS_MAX]
     cdef floating best[DOT_ROWS_MAX]
+    cdef floating second[DOT_ROWS_MAX]
     cdef int lab[DOT_ROWS_MAX]
     cdef floating v, h0, h1, h2, h3, h4, h5, c0, c1, c2, c3, c4, c5, xv
     cdef Py_ssize_t i0, jt, f, l
@@ -420,6 +433,7 @@ cdef inline void argmin_chunk_dot(
     while i0 < rows:
         for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
             best[l] = big
+            second[l] = big
             lab[l] = 0
         for jt in range(n_tiles):
             h0 = half_cnorm[jt * DOT_CT]
@@ -452,16 +466,70 @@ cdef inline void argmin_chunk_dot(
                     a5[l] = <floating>FASTKM_MADD(xf[l], cp[5], a5[l])
                 cp = cp + DOT_CT
             j0 = <int>(jt * DOT_CT)
-            for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
-                _improve(a0[l], j0, &best[l], &lab[l])
-                _improve(a1[l], j0 + 1, &best[l], &lab[l])
-                _improve(a2[l], j0 + 2, &best[l], &lab[l])
-                _improve(a3[l], j0 + 3, &best[l], &lab[l])
-                _improve(a4[l], j0 + 4, &best[l], &lab[l])
-                _improve(a5[l], j0 + 5, &best[l], &lab[l])
+            if top2:
+                for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
+                    _improve2(a0[l], j0, &best[l], &second[l], &lab[l])
+                    _improve2(a1[l], j0 + 1, &best[l], &second[l], &lab[l])
+                    _improve2(a2[l], j0 + 2, &best[l], &second[l], &lab[l])
+                    _improve2(a3[l], j0 + 3, &best[l], &second[l], &lab[l])
+                    _improve2(a4[l], j0 + 4, &best[l], &second[l], &lab[l])
+                    _improve2(a5[l], j0 + 5, &best[l], &second[l], &lab[l])
+            else:
+                for l in range(DOT_ROWS_F if floating is float else DOT_ROWS_D):
+                    _improve(a0[l], j0, &best[l], &lab[l])
+                    _improve(a1[l], j0 + 1, &best[l], &lab[l])
+                    _improve(a2[l], j0 + 2, &best[l], &lab[l])
+                    _improve(a3[l], j0 + 3, &best[l], &lab[l])
+                    _improve(a4[l], j0 + 4, &best[l], &lab[l])
+                    _improve(a5[l], j0 + 5, &best[l], &lab[l])
         for l in range(min(R, rows - i0)):
             labels[i0 + l] = lab[l]
+            if top2:
+                best_out[i0 + l] = best[l]
+                second_out[i0 + l] = second[l]
         i0 = i0 + R
+
+
+cdef inline void argmin_chunk_dot(
+    const floating* xt,           # IN  (d, CHUNK) -X transposed (pack_neg_chunk)
+    Py_ssize_t rows,
+    Py_ssize_t d,
+    const floating* cpack,        # IN  (n_tiles, d, DOT_CT) centers in tiles
+    const floating* half_cnorm,   # IN  (n_tiles * DOT_CT,)
+    Py_ssize_t n_tiles,
+    int* labels,                  # OUT (rows,)
+) noexcept nogil:
+    _chunk_dot(xt, rows, d, cpack, half_cnorm, n_tiles, labels, NULL, NULL, False)
+
+
+cdef inline void top2_chunk_dot(
+    const floating* xt, Py_ssize_t rows, Py_ssize_t d,
+    const floating* cpack, const floating* half_cnorm, Py_ssize_t n_tiles,
+    int* labels,                  # OUT (rows,) argmin_chunk_dot's labels, bit for bit
+    floating* best,               # OUT (rows,) 0.5||c||^2 - x.c of the nearest center
+    floating* second,             # OUT (rows,) the same for the second nearest
+) noexcept nogil:
+    _chunk_dot(xt, rows, d, cpack, half_cnorm, n_tiles, labels, best, second, True)
+
+
+cdef inline void pack_neg_rows(
+    const floating* X, const int* idx, Py_ssize_t m, Py_ssize_t d,
+    floating* xt,                 # OUT (d, CHUNK): -X[idx] transposed, padded with zeros
+) noexcept nogil:
+    cdef Py_ssize_t q, f, rows_pad
+    cdef Py_ssize_t R = DOT_ROWS_F if floating is float else DOT_ROWS_D
+    cdef const floating* x
+    rows_pad = (m + R - 1) // R * R
+    for q in range(m):
+        x = X + <Py_ssize_t>idx[q] * d
+        for f in range(d):
+            xt[f * CHUNK + q] = -x[f]
+    for f in range(d):
+        for q in range(m, rows_pad):
+            xt[f * CHUNK + q] = 0
+
+
+
 
 
 cdef inline floating sq_dist(
@@ -545,6 +613,37 @@ cdef inline void accumulate_rows(
         for i in range(start, end):
             a = labels[i]
             add_weighted_row(X + i * d, sw[i], d, sums + a * d, weights + a)
+
+
+cdef inline void accumulate_dirty(
+    const floating* X, const floating* sw, const int* labels,
+    Py_ssize_t start, Py_ssize_t end, Py_ssize_t d, Py_ssize_t k,
+    double* sums,                 # IN/OUT (k, d) this block's sums, valid for the clean labels
+    double* weights,              # IN/OUT (k,)
+    const char* dirty,            # IN  (k,) labels that gained or lost a row in this block
+) noexcept nogil:
+    # Recompute this block's sums of the dirty labels only. A label's sum is
+    # built from its own rows in row order (its runs are the same whatever the
+    # other labels do), so the result is bitwise what accumulate_rows gives.
+    cdef Py_ssize_t i, j, f, n_dirty = 0
+    cdef int a
+    for j in range(k):
+        if dirty[j]:
+            n_dirty += 1
+            weights[j] = 0.0
+            for f in range(d):
+                sums[j * d + f] = 0.0
+    if n_dirty == 0:
+        return
+    i = start
+    while i < end:
+        a = labels[i]
+        j = i + 1
+        while j < end and labels[j] == a:
+            j += 1
+        if dirty[a]:
+            accumulate_rows(X, sw, labels, i, j, d, sums, weights)
+        i = j
 
 
 cdef inline double pair_value(

@@ -50,6 +50,21 @@ def dot_operands(centers):
     return ct, hn
 
 
+def dot_tiles(centers, Py_ssize_t dot_ct):
+    """Centers packed for argmin_chunk_dot: (n_tiles, d, dot_ct) and the half norms
+    (n_tiles * dot_ct,), from dot_operands (so the half norms are Hamerly's, bit for bit).
+    Padding centers are zero with a half norm of the dtype's max: never the argmin."""
+    ct, hn = dot_operands(centers)
+    d, k_pad = ct.shape
+    n_tiles = -(-k_pad // dot_ct)
+    cpack = np.zeros((n_tiles * dot_ct, d), dtype=ct.dtype)
+    cpack[:k_pad] = ct.T
+    cpack = np.ascontiguousarray(cpack.reshape(n_tiles, dot_ct, d).transpose(0, 2, 1))
+    hnp = np.full(n_tiles * dot_ct, np.finfo(ct.dtype).max, dtype=ct.dtype)
+    hnp[:k_pad] = hn
+    return cpack.reshape(n_tiles * d, dot_ct), hnp
+
+
 def distances_to_assigned(
     const floating[:, ::1] X,          # IN  (n_samples, n_features)
     const floating[:, ::1] centers,    # IN  (n_clusters, n_features)
@@ -380,3 +395,22 @@ def mean_variance(const floating[:, ::1] X, int n_threads):
             partial[0, f] += partial[b, f]
         var += partial[0, f] / n
     return np.asarray(mean), var / d
+
+
+def center_sq_distances(const double[:, ::1] C, int n_threads=1):
+    """Squared distances between all pairs of rows of C (exact differences).
+
+    Compiled rather than a Gram-matrix product: a BLAS call inside the
+    iteration loop would wake BLAS's own thread pool, which then competes with
+    the OpenMP threads of the next pass.
+    """
+    cdef Py_ssize_t k = C.shape[0], d = C.shape[1], i, j, f
+    cdef double[:, ::1] Ct = np.ascontiguousarray(np.asarray(C).T)
+    cdef double[:, ::1] out = np.zeros((k, k))
+    cdef double t
+    for i in prange(k, nogil=True, schedule="static", num_threads=n_threads):
+        for f in range(d):
+            for j in range(k):
+                t = Ct[f, j] - C[i, f]
+                out[i, j] += t * t
+    return np.asarray(out)

@@ -13,10 +13,11 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 from libc.float cimport DBL_MAX
 
-from fastkm._common import dot_operands, merge_blocks
+from fastkm._common import dot_operands, dot_tiles, merge_blocks
 from fastkm._common cimport (
-    CHUNK, DIRECT_MAX_D, FASTKM_MADD, accumulate_rows, lower_from, pair_value, top2_chunk_direct,
-    upper_from,
+    CHUNK, DIRECT_MAX_D, DOT_CT, FASTKM_MADD, accumulate_dirty, accumulate_rows, lower_from,
+    pack_neg_rows,
+    pair_value, top2_chunk_direct, top2_chunk_dot, upper_from,
 )
 
 
@@ -179,7 +180,7 @@ cdef Py_ssize_t _hamerly_block_direct(
     double* upper, double* lower, int* labels,
     double* sums, double* weights, double margin,
     int* idx, double* mb, floating* xt, floating* best, floating* second, int* lab,
-    floating* acc,
+    floating* acc, char* dirty,
 ) noexcept nogil:
     # Few features: the bound test runs over a whole tile of rows without
     # branches; the rows that fail it are gathered and searched together by the
@@ -188,8 +189,13 @@ cdef Py_ssize_t _hamerly_block_direct(
     cdef int a
     cdef double u, l, m, v, t
     cdef const floating* x
-    memset(sums, 0, k * d * sizeof(double))
-    memset(weights, 0, k * sizeof(double))
+    # The block's sums persist between iterations: only the labels that gained
+    # or lost a row are recomputed (bitwise what a full recomputation gives).
+    if first:
+        memset(sums, 0, k * d * sizeof(double))
+        memset(weights, 0, k * sizeof(double))
+    else:
+        memset(dirty, 0, k)
     c0 = start
     while c0 < end:
         rows = min(<Py_ssize_t>CHUNK, end - c0)
@@ -234,11 +240,105 @@ cdef Py_ssize_t _hamerly_block_direct(
                 i = idx[q]
                 if lab[q] != labels[i]:
                     changed += 1
+                    if not first:
+                        dirty[labels[i]] = 1
+                        dirty[lab[q]] = 1
                     labels[i] = lab[q]
                 upper[i] = sqrt(<double>best[q])
                 lower[i] = sqrt(<double>second[q]) if k > 1 else DBL_MAX
         c0 += rows
-    accumulate_rows(X, sw, labels, start, end, d, sums, weights)
+    if first:
+        accumulate_rows(X, sw, labels, start, end, d, sums, weights)
+    else:
+        accumulate_dirty(X, sw, labels, start, end, d, k, sums, weights, dirty)
+    return changed
+
+
+cdef Py_ssize_t _hamerly_block_dot(
+    const floating* X, const floating* sw, Py_ssize_t start, Py_ssize_t end,
+    Py_ssize_t d, Py_ssize_t k, const floating* centers,
+    const double* half_sep, const double* shift, double max_shift, double second_shift,
+    Py_ssize_t argmax_shift, bint first,
+    double* upper, double* lower, int* labels,
+    double* sums, double* weights, double margin,
+    const floating* cpack, const floating* hn, Py_ssize_t n_tiles,
+    double max_cnorm, double dot_err,
+    int* idx, double* mb, floating* xt, floating* best, floating* second, int* lab,
+    char* dirty,
+) noexcept nogil:
+    # Many features: the same batched scheme as _hamerly_block_direct, the rows
+    # that fail the bound test searched together by Lloyd's register-tiled dot
+    # kernel (which also keeps the runner-up).
+    cdef Py_ssize_t c0, rows, i, q, f, nf, changed = 0
+    cdef int a
+    cdef double u, l, m, v, t, xx
+    cdef const floating* x
+    # The block's sums persist between iterations: only the labels that gained
+    # or lost a row are recomputed (bitwise what a full recomputation gives).
+    if first:
+        memset(sums, 0, k * d * sizeof(double))
+        memset(weights, 0, k * sizeof(double))
+    else:
+        memset(dirty, 0, k)
+    c0 = start
+    while c0 < end:
+        rows = min(<Py_ssize_t>CHUNK, end - c0)
+        nf = 0
+        if first:
+            for i in range(rows):
+                idx[i] = <int>(c0 + i)
+            nf = rows
+        else:
+            for i in range(rows):
+                a = labels[c0 + i]
+                u = upper[c0 + i] + shift[a]
+                l = lower[c0 + i] - (second_shift if a == argmax_shift else max_shift)
+                m = (half_sep[a] if half_sep[a] > l else l) * margin
+                upper[c0 + i] = u
+                lower[c0 + i] = l
+                mb[i] = m
+            for i in range(rows):
+                if not upper[c0 + i] < mb[i]:
+                    a = labels[c0 + i]
+                    x = X + (c0 + i) * d
+                    v = 0.0
+                    for f in range(d):
+                        t = <double>(x[f] - centers[a * d + f])
+                        v = v + t * t
+                    u = sqrt(v)
+                    upper[c0 + i] = u
+                    if not u < mb[i]:
+                        idx[nf] = <int>(c0 + i)
+                        nf += 1
+        if nf > 0:
+            pack_neg_rows(X, idx, nf, d, xt)
+            top2_chunk_dot(xt, nf, d, cpack, hn, n_tiles, lab, best, second)
+            for q in range(nf):
+                i = idx[q]
+                a = lab[q]
+                if a != labels[i]:
+                    changed += 1
+                    if not first:
+                        dirty[labels[i]] = 1
+                        dirty[a] = 1
+                    labels[i] = a
+                # exact distance to the winner; a lower bound for the runner-up
+                # from 2 (0.5||c||^2 - x.c) + ||x||^2, less its worst rounding
+                x = X + i * d
+                v = 0.0
+                xx = 0.0
+                for f in range(d):
+                    t = <double>x[f] - <double>centers[a * d + f]
+                    v = v + t * t
+                    xx = xx + <double>x[f] * <double>x[f]
+                upper[i] = sqrt(v)
+                v = 2.0 * <double>second[q] + xx - dot_err * (xx + max_cnorm)
+                lower[i] = (sqrt(v) if v > 0.0 else 0.0) if k > 1 else DBL_MAX
+        c0 += rows
+    if first:
+        accumulate_rows(X, sw, labels, start, end, d, sums, weights)
+    else:
+        accumulate_dirty(X, sw, labels, start, end, d, k, sums, weights, dirty)
     return changed
 
 
@@ -281,6 +381,7 @@ def hamerly_iter(
     cdef int* idx
     cdef int* lab
     cdef double* mb
+    cdef char* dirty
     # Bounds are compared with a relative safety margin that covers the rounding
     # of the distances (~d ulps of the data type): a sample is skipped only when
     # its label is certain, otherwise it gets the full (Lloyd-identical) scan.
@@ -308,6 +409,41 @@ def hamerly_iter(
         elif shift[j] > second_shift:
             second_shift = shift[j]
 
+    cdef floating[:, ::1] cpack
+    cdef floating[::1] hnp
+    cdef Py_ssize_t n_tiles
+    if use_dot and not exponion:
+        cpack, hnp = dot_tiles(centers, DOT_CT)
+        n_tiles = cpack.shape[0] // d
+        with nogil, parallel(num_threads=n_threads):
+            idx = <int*> malloc(CHUNK * sizeof(int))
+            mb = <double*> malloc(CHUNK * sizeof(double))
+            xt = <floating*> malloc(CHUNK * d * sizeof(floating))
+            best = <floating*> malloc(CHUNK * sizeof(floating))
+            second = <floating*> malloc(CHUNK * sizeof(floating))
+            lab = <int*> malloc(CHUNK * sizeof(int))
+            dirty = <char*> malloc(k)
+            for b in prange(n_blocks, schedule="dynamic"):
+                start = b * rows_per_block
+                end = min(n, start + rows_per_block)
+                block_changed[b] = _hamerly_block_dot(
+                    &X[0, 0], &sample_weight[0], start, end, d, k, &centers[0, 0],
+                    &half_sep[0], &shift[0], max_shift, second_shift, argmax_shift, first,
+                    &upper[0], &lower[0], &labels[0],
+                    &block_sums[b, 0, 0], &block_weights[b, 0], margin,
+                    &cpack[0, 0], &hnp[0], n_tiles, max_cnorm, dot_err,
+                    idx, mb, xt, best, second, lab, dirty,
+                )
+            free(idx)
+            free(mb)
+            free(xt)
+            free(best)
+            free(second)
+            free(lab)
+            free(dirty)
+        merge_blocks(block_sums, block_weights, sums, weights, n_threads)
+        return sum_changed(block_changed)
+
     if not use_dot and not exponion:
         with nogil, parallel(num_threads=n_threads):
             idx = <int*> malloc(CHUNK * sizeof(int))
@@ -316,6 +452,7 @@ def hamerly_iter(
             best = <floating*> malloc(CHUNK * sizeof(floating))
             second = <floating*> malloc(CHUNK * sizeof(floating))
             lab = <int*> malloc(CHUNK * sizeof(int))
+            dirty = <char*> malloc(k)
             acc = <floating*> malloc(CHUNK * sizeof(floating))
             for b in prange(n_blocks, schedule="dynamic"):
                 start = b * rows_per_block
@@ -325,7 +462,7 @@ def hamerly_iter(
                     &half_sep[0], &shift[0], max_shift, second_shift, argmax_shift, first,
                     &upper[0], &lower[0], &labels[0],
                     &block_sums[b, 0, 0], &block_weights[b, 0], margin,
-                    idx, mb, xt, best, second, lab, acc,
+                    idx, mb, xt, best, second, lab, acc, dirty,
                 )
             free(idx)
             free(mb)
@@ -333,6 +470,7 @@ def hamerly_iter(
             free(best)
             free(second)
             free(lab)
+            free(dirty)
             free(acc)
         merge_blocks(block_sums, block_weights, sums, weights, n_threads)
         return sum_changed(block_changed)

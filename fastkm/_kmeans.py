@@ -202,8 +202,12 @@ def _relocate_empty_clusters(X, sample_weight, centers, labels, buf, empty, n_th
     moving that sample's weight between the float64 sums."""
     dist = np.empty(X.shape[0])
     _common.distances_to_assigned(X, centers, labels, dist, n_threads)
-    # farthest first; ties go to the lower index (stable sort): deterministic
-    far = np.argsort(-dist, kind="stable")[: empty.size]
+    # farthest first; ties go to the lower index: deterministic. Only the rows at
+    # or beyond the m-th largest distance are sorted (O(n), not O(n log n)).
+    m = min(empty.size, dist.size)
+    kth = np.partition(dist, dist.size - m)[dist.size - m]
+    top = np.flatnonzero(dist >= kth)
+    far = top[np.argsort(-dist[top], kind="stable")][:m]
     for new_id, idx in zip(empty, far):
         w = float(sample_weight[idx])
         old_id = labels[idx]
@@ -214,19 +218,20 @@ def _relocate_empty_clusters(X, sample_weight, centers, labels, buf, empty, n_th
         buf.weights[new_id] = w
 
 
+def _center_sq_distances(C):
+    """Squared distances between all pairs of centers (float64, exact differences)."""
+    return _common.center_sq_distances(np.ascontiguousarray(C, dtype=np.float64))
+
+
 def _half_separation(centers):
-    """0.5 * distance from each center to its nearest other center (float64, exact
-    differences, in slabs of 64 centers to bound the temporary)."""
+    """0.5 * distance from each center to its nearest other center (a lower bound)."""
     C = centers.astype(np.float64)
     k = C.shape[0]
-    out = np.full(k, np.inf)
     if k == 1:
-        return out
-    for s in range(0, k, 64):
-        D = ((C[s:s + 64, None, :] - C[None, :, :]) ** 2).sum(axis=2)
-        D[np.arange(D.shape[0]), np.arange(s, s + D.shape[0])] = np.inf
-        out[s:s + 64] = D.min(axis=1)
-    return 0.5 * np.sqrt(out)
+        return np.full(1, np.inf)
+    D = _center_sq_distances(C)
+    np.fill_diagonal(D, np.inf)
+    return 0.5 * np.sqrt(D.min(axis=1))
 
 
 class _LloydStep:
@@ -293,14 +298,12 @@ class _ExponionStep(_HamerlyStep):
 
 
 def _half_center_distances(centers):
-    """0.5 * distance between every pair of centers (float64, exact differences),
-    and each row's minimum over the other centers."""
+    """0.5 * distance between every pair of centers (float64 lower bounds), and
+    each row's minimum over the other centers."""
     C = centers.astype(np.float64)
     k = C.shape[0]
-    out = np.empty((k, k))
-    for s in range(0, k, 64):
-        out[s:s + 64] = np.sqrt(((C[s:s + 64, None, :] - C[None, :, :]) ** 2).sum(axis=2))
-    out *= 0.5
+    out = 0.5 * np.sqrt(_center_sq_distances(C))
+    np.fill_diagonal(out, 0.0)
     masked = out + np.diag(np.full(k, np.inf))
     return out, masked.min(axis=1)
 

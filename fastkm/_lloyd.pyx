@@ -12,26 +12,11 @@ from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-from fastkm._common import dot_operands, merge_blocks
+from fastkm._common import dot_operands, dot_tiles as _dot_tiles, merge_blocks
 from fastkm._common cimport (
     CHUNK, DIRECT_MAX_D, DOT_CT, accumulate_rows, argmin_chunk_direct, argmin_chunk_dot,
     argmin_chunk_pruned, pack_neg_chunk, transpose_chunk,
 )
-
-
-def _dot_tiles(centers):
-    """Centers packed for argmin_chunk_dot: (n_tiles, d, DOT_CT) and the half norms
-    (n_tiles * DOT_CT,), from dot_operands (so the half norms are Hamerly's, bit for bit).
-    Padding centers are zero with a half norm of the dtype's max: never the argmin."""
-    ct, hn = dot_operands(centers)
-    d, k_pad = ct.shape
-    n_tiles = -(-k_pad // DOT_CT)
-    cpack = np.zeros((n_tiles * DOT_CT, d), dtype=ct.dtype)
-    cpack[:k_pad] = ct.T
-    cpack = np.ascontiguousarray(cpack.reshape(n_tiles, DOT_CT, d).transpose(0, 2, 1))
-    hnp = np.full(n_tiles * DOT_CT, np.finfo(ct.dtype).max, dtype=ct.dtype)
-    hnp[:k_pad] = hn
-    return cpack.reshape(n_tiles * d, DOT_CT), hnp
 
 
 cdef struct Pruning:
@@ -179,7 +164,7 @@ def lloyd_iter(
     cdef floating* acc
     cdef int* lab
     if use_dot:
-        ct, hn = _dot_tiles(centers)
+        ct, hn = _dot_tiles(centers, DOT_CT)
         centers_t, half_cnorm = ct, hn
     else:
         centers_t = np.empty((1, 1), dtype=np.asarray(centers).dtype)
@@ -242,7 +227,7 @@ def assign_labels(
     cdef floating* best
     cdef floating* acc
     if use_dot:
-        ct, hn = _dot_tiles(centers)
+        ct, hn = _dot_tiles(centers, DOT_CT)
         centers_t, half_cnorm = ct, hn
     else:
         centers_t = np.empty((1, 1), dtype=np.asarray(centers).dtype)
