@@ -196,6 +196,8 @@ def _notes(peer, fast):
     if pe.get("inertia") and fe.get("inertia") is not None:
         delta = (fe["inertia"] - pe["inertia"]) / pe["inertia"]
         notes.append(f"Δinertia {delta:+.3%}")
+    if pe.get("label_agreement_vs_fastkm") is not None:
+        notes.append(f"labels = fastkm's {100 * pe['label_agreement_vs_fastkm']:.4f}%")
     if "label_agreement_vs_numpy" in pe or "label_agreement_vs_numpy" in fe:
         notes.append("labels = NumPy ref " + " / ".join(
             "—" if e.get("label_agreement_vs_numpy") is None

@@ -12,6 +12,8 @@ import math
 import numpy as np
 import pytest
 
+from conftest import _numpy_blobs
+
 CHINA_SEEDS = (0, 1, 2)
 
 
@@ -122,6 +124,73 @@ def test_lloyd_500k_iter(benchmark, impl, blobs_500k, threads, rounds_for):
     median = median_seconds(benchmark)
     if median is not None:
         benchmark.extra_info["ms_per_iteration"] = 1000.0 * median / n_iter
+
+
+# --------------------------------------------------------------------------- converge-500k
+
+_FASTKM_LABELS = {}  # workload -> fastkm's labels, for the peers' agreement figure
+
+
+def _fit_once(benchmark, impl, X, k, threads, workload, params, rounds):
+    impl.kmeans(k, threads, **params)  # skips early if the peer can't do this workload
+    fitted = []
+
+    def setup():
+        est = impl.kmeans(k, threads, **params)
+        fitted.append(est)
+        return (est, X), {}
+
+    def fit(est, X):
+        est.fit(X)
+
+    benchmark.extra_info.update(base_info(impl, X, k, threads, workload))
+    with impl.limits(threads):
+        benchmark.pedantic(fit, setup=setup, rounds=rounds, warmup_rounds=0, iterations=1)
+    results = [(float(est.inertia_), int(est.n_iter_)) for est in fitted]
+    _record_fit(benchmark, results)
+    benchmark.extra_info["repeatable"] = len(set(results)) == 1
+    labels = np.asarray(fitted[-1].labels_)
+    if impl.name == "fastkm":
+        _FASTKM_LABELS[workload] = labels
+    elif workload in _FASTKM_LABELS:
+        benchmark.extra_info["label_agreement_vs_fastkm"] = float(
+            np.mean(labels == _FASTKM_LABELS[workload]))
+    del fitted[:]
+
+
+@pytest.mark.benchmark(group="converge-500k")
+def test_converge_500k(benchmark, impl, blobs_500k, threads, rounds_for):
+    """Fit to convergence (tol=1e-4, max_iter=300) on 500k x 32 float32 blobs,
+    k=256, from the same initial centers; each implementation's default
+    algorithm (fastkm: 'auto', scikit-learn: 'lloyd')."""
+    X, C0, source = blobs_500k
+    if impl.name == "faiss":
+        pytest.skip("faiss has no tolerance-based convergence")
+    _fit_once(benchmark, impl, X, C0.shape[0], threads, "converge-500k",
+              dict(init=C0, n_init=1), rounds_for(1))
+    benchmark.extra_info["data"] = source
+
+
+# --------------------------------------------------------------------------- kmeans256-200k
+
+@pytest.fixture(scope="session")
+def blobs_200k():
+    """200,000 x 32 float32 blobs with 256 centers."""
+    try:
+        from sklearn.datasets import make_blobs
+
+        X, _ = make_blobs(200_000, 32, centers=256, random_state=0)
+    except ImportError:
+        X = _numpy_blobs(200_000, 32, 256, random_state=0)
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+@pytest.mark.benchmark(group="kmeans256-200k")
+def test_kmeans256_200k(benchmark, impl, blobs_200k, threads, rounds_for):
+    """``KMeans(256)`` with default parameters (k-means++, n_init='auto', tol=1e-4)
+    on 200k x 32 float32 blobs, random_state=0."""
+    _fit_once(benchmark, impl, blobs_200k, 256, threads, "kmeans256-200k",
+              dict(random_state=0), rounds_for(1))
 
 
 # --------------------------------------------------------------------------- predict-1M-k64

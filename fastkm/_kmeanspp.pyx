@@ -5,6 +5,8 @@ each step in parallel: distances to candidate centers, the potential each
 candidate would give, and the inverse-CDF lookup of D^2 sampling. Potentials are
 summed per fixed row block and merged in block order (thread-count independent).
 """
+import numpy as np
+
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
@@ -336,3 +338,198 @@ cdef double _mapped_block(
     for l in range(end - i):
         s[l] += <double>sw[i + l] * closest[inv[i + l]]
     return _lane_total(s)
+
+
+# ------------------------------------------------------------------ many features
+# Squared distances as ||x||^2 + 2 (0.5 ||c||^2 - x.c), the dot products of 8
+# rows with up to 16 candidates at once (8 independent accumulator vectors of 16
+# lanes): the structure of a GEMM micro-kernel, without repacking X. As in
+# scikit-learn's seeding, which uses the same expansion.
+
+cdef enum:
+    CAND_LANES = 16   # candidates per pass (2 + ln k <= 16 for any k below a million)
+    ROW_GROUP = 8
+
+
+cdef inline void _half_dots(
+    const floating* X, Py_ssize_t i0, Py_ssize_t end, Py_ssize_t d,
+    const floating* ct,           # IN  (d, L) candidates transposed, zero padded
+    const floating* hn,           # IN  (L,) 0.5 ||c||^2
+    floating* out,                # OUT (8, L)
+    Py_ssize_t L,                 # 8 or 16, a literal at each call (one vector register)
+) noexcept nogil:
+    cdef floating a0[16]
+    cdef floating a1[16]
+    cdef floating a2[16]
+    cdef floating a3[16]
+    cdef floating a4[16]
+    cdef floating a5[16]
+    cdef floating a6[16]
+    cdef floating a7[16]
+    cdef const floating* p[8]
+    cdef const floating* c
+    cdef floating x0, x1, x2, x3, x4, x5, x6, x7
+    cdef Py_ssize_t r, f, j
+    for r in range(8):
+        # a short group re-reads its last row; only real rows are used
+        p[r] = X + min(i0 + r, end - 1) * d
+    for j in range(L):
+        a0[j] = hn[j]
+        a1[j] = hn[j]
+        a2[j] = hn[j]
+        a3[j] = hn[j]
+        a4[j] = hn[j]
+        a5[j] = hn[j]
+        a6[j] = hn[j]
+        a7[j] = hn[j]
+    for f in range(d):
+        c = ct + f * L
+        x0 = -p[0][f]
+        x1 = -p[1][f]
+        x2 = -p[2][f]
+        x3 = -p[3][f]
+        x4 = -p[4][f]
+        x5 = -p[5][f]
+        x6 = -p[6][f]
+        x7 = -p[7][f]
+        for j in range(L):
+            a0[j] = <floating>FASTKM_MADD(x0, c[j], a0[j])
+        for j in range(L):
+            a1[j] = <floating>FASTKM_MADD(x1, c[j], a1[j])
+        for j in range(L):
+            a2[j] = <floating>FASTKM_MADD(x2, c[j], a2[j])
+        for j in range(L):
+            a3[j] = <floating>FASTKM_MADD(x3, c[j], a3[j])
+        for j in range(L):
+            a4[j] = <floating>FASTKM_MADD(x4, c[j], a4[j])
+        for j in range(L):
+            a5[j] = <floating>FASTKM_MADD(x5, c[j], a5[j])
+        for j in range(L):
+            a6[j] = <floating>FASTKM_MADD(x6, c[j], a6[j])
+        for j in range(L):
+            a7[j] = <floating>FASTKM_MADD(x7, c[j], a7[j])
+    for j in range(L):
+        out[j] = a0[j]
+        out[L + j] = a1[j]
+        out[2 * L + j] = a2[j]
+        out[3 * L + j] = a3[j]
+        out[4 * L + j] = a4[j]
+        out[5 * L + j] = a5[j]
+        out[6 * L + j] = a6[j]
+        out[7 * L + j] = a7[j]
+
+
+cdef void _dot_block(
+    const floating* X, const floating* sw, const double* closest, const double* xx,
+    Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
+    const floating* ct, const floating* hn, Py_ssize_t m, Py_ssize_t L,
+    double* pot, Py_ssize_t stride,    # OUT (m,) this block's potential of each candidate
+    floating* d2,                      # OUT (n, m) every D^2 to every candidate
+) noexcept nogil:
+    cdef floating out[128]
+    cdef double s[16 * 8]
+    cdef Py_ssize_t i0, r, t, i, nr
+    cdef double c_, t2
+    cdef floating v
+    for t in range(16 * 8):
+        s[t] = 0.0
+    i0 = start
+    while i0 < end:
+        nr = min(<Py_ssize_t>ROW_GROUP, end - i0)
+        if L == 8:
+            _half_dots(X, i0, end, d, ct, hn, out, 8)
+        else:
+            _half_dots(X, i0, end, d, ct, hn, out, 16)
+        for r in range(nr):
+            i = i0 + r
+            c_ = closest[i]
+            for t in range(m):
+                # ||x||^2 + 2 (0.5 ||c||^2 - x.c), clipped at 0, in X's precision
+                t2 = 2.0 * <double>out[r * L + t] + xx[i]
+                v = <floating>(t2 if t2 > 0.0 else 0.0)
+                d2[i * m + t] = v
+                s[t * 8 + r] += <double>sw[i] * (v if v < c_ else c_)
+        i0 += nr
+    for t in range(m):
+        pot[t * stride] = (((s[t * 8] + s[t * 8 + 1]) + (s[t * 8 + 2] + s[t * 8 + 3]))
+                           + ((s[t * 8 + 4] + s[t * 8 + 5]) + (s[t * 8 + 6] + s[t * 8 + 7])))
+
+
+def dot_potentials(
+    const floating[:, ::1] X,              # IN  (n_samples, n_features)
+    const floating[::1] sample_weight,     # IN  (n_samples,)
+    const double[::1] closest,             # IN  (n_samples,) current D^2
+    const double[::1] x_sq,                # IN  (n_samples,) ||x||^2
+    const floating[:, ::1] candidates,     # IN  (n_candidates <= 16, n_features)
+    double[:, ::1] block_pot,              # OUT (n_candidates, n_blocks)
+    floating[:, ::1] d2,                   # OUT (n_samples, n_candidates) D^2 to each
+    Py_ssize_t rows_per_block,
+    int n_threads,
+):
+    """Many features: ``candidate_potentials`` through dot products (8 rows x 8
+    or 16 candidates in registers, as a GEMM micro-kernel, without repacking X),
+    keeping every D^2 so that choosing a candidate needs no second pass
+    (``lower_to``). D^2 = ||x||^2 + 2 (0.5||c||^2 - x.c), as scikit-learn's
+    seeding computes it."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], m = candidates.shape[0]
+    cdef Py_ssize_t n_blocks = block_pot.shape[1], b, start, end, j, f
+    cdef Py_ssize_t L = 8 if m <= 8 else CAND_LANES
+    if m > CAND_LANES:
+        raise ValueError(f"at most {CAND_LANES} candidates per pass; got {m}")
+    dtype = np.asarray(X).dtype
+    cdef floating[:, ::1] ct = np.zeros((d, L), dtype=dtype)
+    cdef floating[::1] hn = np.zeros(L, dtype=dtype)
+    cdef double h
+    for j in range(m):
+        h = 0.0
+        for f in range(d):
+            ct[f, j] = candidates[j, f]
+            h += <double>candidates[j, f] * <double>candidates[j, f]
+        hn[j] = <floating>(0.5 * h)
+    for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=n_threads):
+        start = b * rows_per_block
+        end = min(n, start + rows_per_block)
+        _dot_block(&X[0, 0], &sample_weight[0], &closest[0], &x_sq[0], start, end, d,
+                   &ct[0, 0], &hn[0], m, L, &block_pot[0, b], n_blocks, &d2[0, 0])
+
+
+def lower_to(
+    const floating[::1] sample_weight,     # IN  (n_samples,)
+    double[::1] closest,                   # IN/OUT (n_samples,)
+    const floating[:, ::1] d2,             # IN  (n_samples, n_candidates) from dot_potentials
+    Py_ssize_t t,                          # the chosen candidate
+    double[::1] block_pot,                 # OUT (n_blocks,)
+    Py_ssize_t rows_per_block,
+    int n_threads,
+):
+    """closest = min(closest, d2[:, t]); returns the new total potential, summed
+    exactly as dot_potentials summed candidate t's (the same bits)."""
+    cdef Py_ssize_t n = closest.shape[0], m = d2.shape[1], n_blocks = block_pot.shape[0]
+    cdef Py_ssize_t b, start, end
+    cdef double total = 0.0
+    for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=n_threads):
+        start = b * rows_per_block
+        end = min(n, start + rows_per_block)
+        block_pot[b] = _lower_block(&sample_weight[0], &closest[0], &d2[0, 0], m, t, start, end)
+    for b in range(n_blocks):
+        total += block_pot[b]
+    return total
+
+
+cdef double _lower_block(
+    const floating* sw, double* closest, const floating* d2, Py_ssize_t m, Py_ssize_t t,
+    Py_ssize_t start, Py_ssize_t end,
+) noexcept nogil:
+    cdef double s[8]
+    cdef Py_ssize_t i, r
+    cdef double c_, v
+    for r in range(8):
+        s[r] = 0.0
+    for i in range(start, end):
+        v = d2[i * m + t]
+        c_ = closest[i]
+        c_ = v if v < c_ else c_
+        closest[i] = c_
+        # row i of the block is in lane (i - start) % 8, as in _dot_block
+        s[(i - start) % 8] += <double>sw[i] * c_
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))

@@ -188,15 +188,21 @@ def test_kmeanspp_pretransposed_path_is_bitwise_equal(kernels, d, dtype):
     assert results[0][2][2].sum() == pytest.approx(dt @ sw.astype(np.float64), rel=rtol)
 
 
-def test_kmeanspp_equals_brute_force_greedy():
+@pytest.mark.parametrize("d", [5, 12, 40])
+def test_kmeanspp_equals_brute_force_greedy(d):
     """Our seeding picks exactly the centers of a brute-force greedy k-means++
-    (scikit-learn's algorithm) fed the same random stream."""
+    (scikit-learn's algorithm) fed the same random stream: the few-feature
+    kernels (d=5) and the dot-product ones (d=12, 40), for any thread count."""
     from fastkm._kmeans import _kmeans_plusplus
 
     rng = np.random.RandomState(4)
-    X = np.concatenate([c + rng.normal(size=(300, 5)) for c in rng.uniform(-20, 20, (8, 5))])
+    X = np.concatenate([c + rng.normal(size=(300, d)) for c in rng.uniform(-20, 20, (8, d))])
     sw = rng.uniform(0.5, 1.5, size=len(X))
     centers, idx = _kmeans_plusplus(X, 12, sw, np.random.RandomState(0), None, 2)
+    for threads in (1, 3):
+        c2, idx2 = _kmeans_plusplus(X, 12, sw, np.random.RandomState(0), None, threads)
+        np.testing.assert_array_equal(idx2, idx)
+        np.testing.assert_array_equal(c2, centers)
     rs = np.random.RandomState(0)
     trials = 2 + int(np.log(12))
     first = rs.choice(len(X), p=sw / sw.sum())
