@@ -678,12 +678,12 @@ default='k-means++'
             ):
                 best = (labels, inertia, centers, n_iter)
         labels, inertia, centers, n_iter = best
+        distinct = int(np.count_nonzero(np.bincount(labels, minlength=self._n_clusters)))
         if inverse is not None:
             labels = labels[inverse]
 
         if X_mean is not None:
             centers = (centers + X_mean).astype(X.dtype)
-        distinct = int(np.unique(labels).size)
         if distinct < self._n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
