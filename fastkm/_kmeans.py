@@ -37,7 +37,7 @@ _DIRECT_MAX_D = 8  # same threshold as DIRECT_MAX_D in _common.pxd
 _DEDUP_MIN_SAMPLES = 1 << 12   # below this a fit is too cheap to bother
 _DEDUP_MAX_FRACTION = 0.8      # more distinct rows than this fraction: fit X as it is
 _DEDUP_SAMPLE = 4096           # rows checked for repeats before the full pass
-_PRUNE_MAX_D = 4               # spatial order + box-pruned Lloyd tiles up to this many features
+_PRUNE_MAX_D = _DIRECT_MAX_D   # spatial order + box-pruned Lloyd tiles up to this many features
 _PRUNE_MIN_CLUSTERS = 8
 
 
@@ -412,20 +412,26 @@ def _kmeans_single(X, sample_weight, centers_init, max_iter, verbose, tol, n_thr
 ELKAN_MAX_BYTES = 1 << 30  # Elkan's n x k lower bounds beyond this: Hamerly instead
 
 
-def _choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize=8):
+def _choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize=8, sorted_rows=False):
     """Resolve 'auto', and keep 'elkan' within memory.
 
-    Measured with bench/algorithms.py (table in the README): at d = 3 (colors)
-    the four-centers-per-pass Lloyd tile kernel beats any bound bookkeeping
-    (2.2x faster than Hamerly on 200k blobs, k=64); everywhere else Hamerly's
-    bounds win (1.5-1.7x at d = 2 and 4, 2.4-2.7x at d = 6-8, 1.05-3.0x from
-    d = 16 up), and Exponion is within 10% of it or slower. Elkan (explicit ``algorithm='elkan'``)
-    was slower than Hamerly in every case measured, so 'auto' never picks it;
-    its n x k bounds are used only below ELKAN_MAX_BYTES, and above, Hamerly
-    gives the same labels in O(n) memory.
+    Measured with bench/algorithms.py (table in the README; 200k float32 blobs,
+    2 threads, to convergence from the same centers). With few features the
+    rows are put in spatial order and Lloyd's tiles skip the centers their
+    bounding box rules out (``sorted_rows``): Lloyd is then fastest up to d = 6
+    (d = 2, 3, 4: 0.041 / 0.031 / 0.044 s against Hamerly's 0.081 / 0.053 /
+    0.062 s; d = 6: 0.089 against 0.099 s). From d = 8 up Hamerly's bounds win
+    (d = 8: 0.111 against 0.131 s; d = 32, k = 256: 0.395 against 0.780 s).
+    Unsorted rows (small n, 'random' or callable init): Lloyd only at d = 3.
+    Exponion was slower than Hamerly everywhere once Hamerly's failing rows were
+    searched in batches, and Elkan (explicit ``algorithm='elkan'``) slowest of
+    all, so 'auto' never picks either; Elkan's n x k bounds are used only below
+    ELKAN_MAX_BYTES, and above, Hamerly gives the same labels in O(n) memory.
     """
     if algorithm == "auto":
-        return "hamerly" if (n_clusters > 1 and n_features != 3) else "lloyd"
+        if n_clusters == 1 or n_features == 3 or (sorted_rows and n_features <= 6):
+            return "lloyd"
+        return "hamerly"
     if algorithm == "elkan":
         need = n_samples * n_clusters * itemsize
         if need > ELKAN_MAX_BYTES:
@@ -434,7 +440,7 @@ def _choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize=8):
                 f"(n_samples x n_clusters); using 'hamerly' instead, which gives the same "
                 "labels with two bounds per sample.",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
             return "hamerly"
     return algorithm
@@ -539,8 +545,7 @@ default='k-means++'
                   "verbose", 0)
         if self.algorithm not in _ALGORITHMS:
             raise ValueError(f"algorithm must be one of {_ALGORITHMS}; got {self.algorithm!r}.")
-        self._algorithm = _choose_algorithm(self.algorithm, n_samples, n_features, self._n_clusters,
-                                             X.dtype.itemsize)
+
         init = self.init
         if isinstance(init, str):
             if init not in ("k-means++", "random"):
@@ -650,6 +655,8 @@ default='k-means++'
                 sample_weight = sample_weight[perm]
                 prune = True
         xt = _tile_layout(X, n_threads) if prune else None
+        self._algorithm = _choose_algorithm(self.algorithm, X.shape[0], n_features,
+                                            self._n_clusters, X.dtype.itemsize, prune)
 
         # The dot-product kernel (many features) loses precision far from the
         # origin: centre the data, on a copy (we never modify the input).

@@ -65,7 +65,7 @@ def test_spatial_order_is_a_deterministic_permutation():
     assert np.array_equal(np.sort(_common.spatial_order(Z)), np.arange(1000))
 
 
-@pytest.mark.parametrize("d", [1, 2, 3, 4])
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 6, 8])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pruned_lloyd_pass_is_bitwise_the_direct_pass(d, dtype):
     rng = np.random.RandomState(d)
@@ -98,6 +98,7 @@ def test_pruned_lloyd_pass_is_bitwise_the_direct_pass(d, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("algorithm", ["lloyd", "hamerly", "elkan"])
 def test_dedup_and_order_do_not_change_the_fit(plain, dtype, algorithm):
+    """Repeated rows + spatial order + pruned tiles give the fit of the plain path."""
     X = _colors(dtype=dtype)
     fast = fastkm.KMeans(24, random_state=3, algorithm=algorithm).fit(X)
     plain()
@@ -140,3 +141,13 @@ def test_weights_of_repeated_rows_add_up():
     # inertia is the weighted inertia of the full data
     d2 = ((X - est.cluster_centers_[est.labels_]) ** 2).sum(1)
     assert est.inertia_ == pytest.approx(d2 @ sw, rel=1e-9)
+
+
+def test_auto_uses_pruned_lloyd_for_few_features_and_hamerly_beyond():
+    rng = np.random.RandomState(0)
+    for d, expected in [(2, "lloyd"), (3, "lloyd"), (6, "lloyd"), (8, "hamerly"), (12, "hamerly")]:
+        X = rng.normal(size=(5000, d))
+        assert fastkm.KMeans(10, n_init=1, random_state=0).fit(X)._algorithm == expected
+    # no spatial order (too few rows): Lloyd only for colors
+    X = rng.normal(size=(500, 2))
+    assert fastkm.KMeans(10, random_state=0).fit(X)._algorithm == "hamerly"
