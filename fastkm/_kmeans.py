@@ -117,7 +117,7 @@ def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials,
     use_dot = n_features > _DIRECT_MAX_D and n_local_trials <= 16
     if use_dot:
         x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
-        d2 = np.empty((n_samples, n_local_trials), dtype=X.dtype)  # as scikit-learn's
+        d2 = np.empty((n_local_trials, n_samples), dtype=X.dtype)  # as scikit-learn's
 
     def lower_closest(center, chosen=None):
         if use_dot and chosen is not None:
@@ -125,7 +125,7 @@ def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials,
                                      rows_per_block, n_threads)
         elif use_dot:
             # the first center: candidates' machinery with one candidate
-            one = np.empty((n_samples, 1), dtype=X.dtype)
+            one = np.empty((1, n_samples), dtype=X.dtype)
             _kmeanspp.dot_potentials(X, sample_weight, closest, x_sq, center[None, :],
                                      block_pot[None, :], one, rows_per_block, n_threads)
             pot = _kmeanspp.lower_to(sample_weight, closest, one, 0, block_pot,

@@ -424,7 +424,7 @@ cdef void _dot_block(
     Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
     const floating* ct, const floating* hn, Py_ssize_t m, Py_ssize_t L,
     double* pot, Py_ssize_t stride,    # OUT (m,) this block's potential of each candidate
-    floating* d2,                      # OUT (n, m) every D^2 to every candidate
+    floating* d2, Py_ssize_t n,        # OUT (m, n) every D^2 to every candidate
 ) noexcept nogil:
     cdef floating out[128]
     cdef double s[16 * 8]
@@ -440,15 +440,24 @@ cdef void _dot_block(
             _half_dots(X, i0, end, d, ct, hn, out, 8)
         else:
             _half_dots(X, i0, end, d, ct, hn, out, 16)
-        for r in range(nr):
-            i = i0 + r
-            c_ = closest[i]
+        if nr == ROW_GROUP:
+            # candidates outer, the 8 rows inner: the row loop vectorises
             for t in range(m):
-                # ||x||^2 + 2 (0.5 ||c||^2 - x.c), clipped at 0, in X's precision
-                t2 = 2.0 * <double>out[r * L + t] + xx[i]
-                v = <floating>(t2 if t2 > 0.0 else 0.0)
-                d2[i * m + t] = v
-                s[t * 8 + r] += <double>sw[i] * (v if v < c_ else c_)
+                for r in range(8):
+                    # ||x||^2 + 2 (0.5 ||c||^2 - x.c), clipped at 0, in X's precision
+                    t2 = 2.0 * <double>out[r * L + t] + xx[i0 + r]
+                    v = <floating>(t2 if t2 > 0.0 else 0.0)
+                    d2[t * n + i0 + r] = v
+                    c_ = closest[i0 + r]
+                    s[t * 8 + r] += <double>sw[i0 + r] * (v if v < c_ else c_)
+        else:
+            for t in range(m):
+                for r in range(nr):
+                    t2 = 2.0 * <double>out[r * L + t] + xx[i0 + r]
+                    v = <floating>(t2 if t2 > 0.0 else 0.0)
+                    d2[t * n + i0 + r] = v
+                    c_ = closest[i0 + r]
+                    s[t * 8 + r] += <double>sw[i0 + r] * (v if v < c_ else c_)
         i0 += nr
     for t in range(m):
         pot[t * stride] = (((s[t * 8] + s[t * 8 + 1]) + (s[t * 8 + 2] + s[t * 8 + 3]))
@@ -462,7 +471,7 @@ def dot_potentials(
     const double[::1] x_sq,                # IN  (n_samples,) ||x||^2
     const floating[:, ::1] candidates,     # IN  (n_candidates <= 16, n_features)
     double[:, ::1] block_pot,              # OUT (n_candidates, n_blocks)
-    floating[:, ::1] d2,                   # OUT (n_samples, n_candidates) D^2 to each
+    floating[:, ::1] d2,                   # OUT (n_candidates, n_samples) D^2 to each
     Py_ssize_t rows_per_block,
     int n_threads,
 ):
@@ -490,13 +499,13 @@ def dot_potentials(
         start = b * rows_per_block
         end = min(n, start + rows_per_block)
         _dot_block(&X[0, 0], &sample_weight[0], &closest[0], &x_sq[0], start, end, d,
-                   &ct[0, 0], &hn[0], m, L, &block_pot[0, b], n_blocks, &d2[0, 0])
+                   &ct[0, 0], &hn[0], m, L, &block_pot[0, b], n_blocks, &d2[0, 0], n)
 
 
 def lower_to(
     const floating[::1] sample_weight,     # IN  (n_samples,)
     double[::1] closest,                   # IN/OUT (n_samples,)
-    const floating[:, ::1] d2,             # IN  (n_samples, n_candidates) from dot_potentials
+    const floating[:, ::1] d2,             # IN  (n_candidates, n_samples) from dot_potentials
     Py_ssize_t t,                          # the chosen candidate
     double[::1] block_pot,                 # OUT (n_blocks,)
     Py_ssize_t rows_per_block,
@@ -504,20 +513,20 @@ def lower_to(
 ):
     """closest = min(closest, d2[:, t]); returns the new total potential, summed
     exactly as dot_potentials summed candidate t's (the same bits)."""
-    cdef Py_ssize_t n = closest.shape[0], m = d2.shape[1], n_blocks = block_pot.shape[0]
+    cdef Py_ssize_t n = closest.shape[0], n_blocks = block_pot.shape[0]
     cdef Py_ssize_t b, start, end
     cdef double total = 0.0
     for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=n_threads):
         start = b * rows_per_block
         end = min(n, start + rows_per_block)
-        block_pot[b] = _lower_block(&sample_weight[0], &closest[0], &d2[0, 0], m, t, start, end)
+        block_pot[b] = _lower_block(&sample_weight[0], &closest[0], &d2[t, 0], start, end)
     for b in range(n_blocks):
         total += block_pot[b]
     return total
 
 
 cdef double _lower_block(
-    const floating* sw, double* closest, const floating* d2, Py_ssize_t m, Py_ssize_t t,
+    const floating* sw, double* closest, const floating* d2,   # d2: the chosen candidate's row
     Py_ssize_t start, Py_ssize_t end,
 ) noexcept nogil:
     cdef double s[8]
@@ -526,7 +535,7 @@ cdef double _lower_block(
     for r in range(8):
         s[r] = 0.0
     for i in range(start, end):
-        v = d2[i * m + t]
+        v = d2[i]
         c_ = closest[i]
         c_ = v if v < c_ else c_
         closest[i] = c_
