@@ -273,11 +273,14 @@ def unique_rows(
     cdef int[::1] table = np.full(cap[DEDUP_PARTS], -1, dtype=np.int32)
     cdef char[:, ::1] uniq = np.empty((n, nbytes), dtype=np.int8)
     for p in prange(DEDUP_PARTS, nogil=True, schedule="dynamic", num_threads=n_threads):
-        n_u[p] = _dedup_part(base, nbytes, &rows[count[p]], count[p + 1] - count[p],
-                             &hashes[0], &table[cap[p]], cap[p + 1] - cap[p] - 1,
-                             &uniq[count[p], 0], &local[0], &abort_flag[0])
-        if n_u[p] < 0:
-            abort_flag[0] = 1
+        if count[p + 1] == count[p]:
+            n_u[p] = 0  # an empty partition (its rows would start past the end)
+        else:
+            n_u[p] = _dedup_part(base, nbytes, &rows[count[p]], count[p + 1] - count[p],
+                                 &hashes[0], &table[cap[p]], cap[p + 1] - cap[p] - 1,
+                                 &uniq[count[p], 0], &local[0], &abort_flag[0])
+            if n_u[p] < 0:
+                abort_flag[0] = 1
     for p in range(DEDUP_PARTS):
         if n_u[p] < 0:
             return None
