@@ -172,6 +172,73 @@ cdef Py_ssize_t _hamerly_block(
     return changed
 
 
+cdef inline Py_ssize_t _failing_rows(
+    const floating* X, Py_ssize_t c0, Py_ssize_t rows, Py_ssize_t d, const floating* centers,
+    const double* half_sep, const double* shift, double max_shift, double second_shift,
+    Py_ssize_t argmax_shift, bint first,
+    double* upper, double* lower, const int* labels, double margin,
+    int* idx,                     # OUT the rows of the tile that must be searched
+    double* mb,                   # scratch (CHUNK,)
+) noexcept nogil:
+    # Hamerly's bound test over a tile of rows: bounds moved by the centers'
+    # shifts in one branch-free pass, then the failing rows are tightened with the
+    # exact distance to their center. Returns how many still fail (all on the
+    # first iteration).
+    cdef Py_ssize_t i, f, nf = 0
+    cdef int a
+    cdef double u, l, v, t
+    cdef const floating* x
+    if first:
+        for i in range(rows):
+            idx[i] = <int>(c0 + i)
+        return rows
+    for i in range(rows):
+        a = labels[c0 + i]
+        u = upper[c0 + i] + shift[a]
+        # the largest move of any *other* center bounds how far l can drop
+        l = lower[c0 + i] - (second_shift if a == argmax_shift else max_shift)
+        upper[c0 + i] = u
+        lower[c0 + i] = l
+        mb[i] = (half_sep[a] if half_sep[a] > l else l) * margin
+    for i in range(rows):
+        # skip only on a strict inequality: on a tie the search picks the lowest
+        # index, exactly as Lloyd's argmin does
+        if not upper[c0 + i] < mb[i]:
+            a = labels[c0 + i]
+            x = X + (c0 + i) * d
+            v = 0.0
+            for f in range(d):
+                t = <double>(x[f] - centers[a * d + f])
+                v = v + t * t
+            u = sqrt(v)
+            upper[c0 + i] = u
+            if not u < mb[i]:
+                idx[nf] = <int>(c0 + i)
+                nf += 1
+    return nf
+
+
+cdef inline void _begin_sums(bint first, Py_ssize_t k, Py_ssize_t d, double* sums,
+                             double* weights, char* dirty) noexcept nogil:
+    # The block's sums persist between iterations: only the labels that gained
+    # or lost a row are recomputed (bitwise what a full recomputation gives).
+    if first:
+        memset(sums, 0, k * d * sizeof(double))
+        memset(weights, 0, k * sizeof(double))
+    else:
+        memset(dirty, 0, k)
+
+
+cdef inline void _end_sums(
+    const floating* X, const floating* sw, const int* labels, Py_ssize_t start, Py_ssize_t end,
+    Py_ssize_t d, Py_ssize_t k, double* sums, double* weights, const char* dirty, bint first,
+) noexcept nogil:
+    if first:
+        accumulate_rows(X, sw, labels, start, end, d, sums, weights)
+    else:
+        accumulate_dirty(X, sw, labels, start, end, d, k, sums, weights, dirty)
+
+
 cdef Py_ssize_t _hamerly_block_direct(
     const floating* X, const floating* sw, Py_ssize_t start, Py_ssize_t end,
     Py_ssize_t d, Py_ssize_t k, const floating* centers,
@@ -186,50 +253,13 @@ cdef Py_ssize_t _hamerly_block_direct(
     # branches; the rows that fail it are gathered and searched together by the
     # vectorised tile kernel (Lloyd's distances, plus the second smallest).
     cdef Py_ssize_t c0, rows, i, q, f, nf, changed = 0
-    cdef int a
-    cdef double u, l, m, v, t
     cdef const floating* x
-    # The block's sums persist between iterations: only the labels that gained
-    # or lost a row are recomputed (bitwise what a full recomputation gives).
-    if first:
-        memset(sums, 0, k * d * sizeof(double))
-        memset(weights, 0, k * sizeof(double))
-    else:
-        memset(dirty, 0, k)
+    _begin_sums(first, k, d, sums, weights, dirty)
     c0 = start
     while c0 < end:
         rows = min(<Py_ssize_t>CHUNK, end - c0)
-        nf = 0
-        if first:
-            for i in range(rows):
-                idx[i] = <int>(c0 + i)
-            nf = rows
-        else:
-            for i in range(rows):
-                a = labels[c0 + i]
-                u = upper[c0 + i] + shift[a]
-                # the largest move of any *other* center bounds how far l can drop
-                l = lower[c0 + i] - (second_shift if a == argmax_shift else max_shift)
-                m = (half_sep[a] if half_sep[a] > l else l) * margin
-                upper[c0 + i] = u
-                lower[c0 + i] = l
-                mb[i] = m
-            for i in range(rows):
-                # skip only on a strict inequality: on a tie the search picks
-                # the lowest index, exactly as Lloyd's argmin does
-                if not upper[c0 + i] < mb[i]:
-                    # tighten: exact distance to the assigned center
-                    a = labels[c0 + i]
-                    x = X + (c0 + i) * d
-                    v = 0.0
-                    for f in range(d):
-                        t = <double>(x[f] - centers[a * d + f])
-                        v = v + t * t
-                    u = sqrt(v)
-                    upper[c0 + i] = u
-                    if not u < mb[i]:
-                        idx[nf] = <int>(c0 + i)
-                        nf += 1
+        nf = _failing_rows(X, c0, rows, d, centers, half_sep, shift, max_shift, second_shift,
+                           argmax_shift, first, upper, lower, labels, margin, idx, mb)
         if nf > 0:
             for q in range(nf):
                 x = X + <Py_ssize_t>idx[q] * d
@@ -247,10 +277,7 @@ cdef Py_ssize_t _hamerly_block_direct(
                 upper[i] = sqrt(<double>best[q])
                 lower[i] = sqrt(<double>second[q]) if k > 1 else DBL_MAX
         c0 += rows
-    if first:
-        accumulate_rows(X, sw, labels, start, end, d, sums, weights)
-    else:
-        accumulate_dirty(X, sw, labels, start, end, d, k, sums, weights, dirty)
+    _end_sums(X, sw, labels, start, end, d, k, sums, weights, dirty, first)
     return changed
 
 
@@ -271,45 +298,14 @@ cdef Py_ssize_t _hamerly_block_dot(
     # kernel (which also keeps the runner-up).
     cdef Py_ssize_t c0, rows, i, q, f, nf, changed = 0
     cdef int a
-    cdef double u, l, m, v, t, xx
+    cdef double v, t, xx
     cdef const floating* x
-    # The block's sums persist between iterations: only the labels that gained
-    # or lost a row are recomputed (bitwise what a full recomputation gives).
-    if first:
-        memset(sums, 0, k * d * sizeof(double))
-        memset(weights, 0, k * sizeof(double))
-    else:
-        memset(dirty, 0, k)
+    _begin_sums(first, k, d, sums, weights, dirty)
     c0 = start
     while c0 < end:
         rows = min(<Py_ssize_t>CHUNK, end - c0)
-        nf = 0
-        if first:
-            for i in range(rows):
-                idx[i] = <int>(c0 + i)
-            nf = rows
-        else:
-            for i in range(rows):
-                a = labels[c0 + i]
-                u = upper[c0 + i] + shift[a]
-                l = lower[c0 + i] - (second_shift if a == argmax_shift else max_shift)
-                m = (half_sep[a] if half_sep[a] > l else l) * margin
-                upper[c0 + i] = u
-                lower[c0 + i] = l
-                mb[i] = m
-            for i in range(rows):
-                if not upper[c0 + i] < mb[i]:
-                    a = labels[c0 + i]
-                    x = X + (c0 + i) * d
-                    v = 0.0
-                    for f in range(d):
-                        t = <double>(x[f] - centers[a * d + f])
-                        v = v + t * t
-                    u = sqrt(v)
-                    upper[c0 + i] = u
-                    if not u < mb[i]:
-                        idx[nf] = <int>(c0 + i)
-                        nf += 1
+        nf = _failing_rows(X, c0, rows, d, centers, half_sep, shift, max_shift, second_shift,
+                           argmax_shift, first, upper, lower, labels, margin, idx, mb)
         if nf > 0:
             pack_neg_rows(X, idx, nf, d, xt)
             top2_chunk_dot(xt, nf, d, cpack, hn, n_tiles, lab, best, second)
@@ -335,10 +331,7 @@ cdef Py_ssize_t _hamerly_block_dot(
                 v = 2.0 * <double>second[q] + xx - dot_err * (xx + max_cnorm)
                 lower[i] = (sqrt(v) if v > 0.0 else 0.0) if k > 1 else DBL_MAX
         c0 += rows
-    if first:
-        accumulate_rows(X, sw, labels, start, end, d, sums, weights)
-    else:
-        accumulate_dirty(X, sw, labels, start, end, d, k, sums, weights, dirty)
+    _end_sums(X, sw, labels, start, end, d, k, sums, weights, dirty, first)
     return changed
 
 

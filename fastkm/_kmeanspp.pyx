@@ -440,24 +440,14 @@ cdef void _dot_block(
             _half_dots(X, i0, end, d, ct, hn, out, 8)
         else:
             _half_dots(X, i0, end, d, ct, hn, out, 16)
-        if nr == ROW_GROUP:
-            # candidates outer, the 8 rows inner: the row loop vectorises
-            for t in range(m):
-                for r in range(8):
-                    # ||x||^2 + 2 (0.5 ||c||^2 - x.c), clipped at 0, in X's precision
-                    t2 = 2.0 * <double>out[r * L + t] + xx[i0 + r]
-                    v = <floating>(t2 if t2 > 0.0 else 0.0)
-                    d2[t * n + i0 + r] = v
-                    c_ = closest[i0 + r]
-                    s[t * 8 + r] += <double>sw[i0 + r] * (v if v < c_ else c_)
-        else:
-            for t in range(m):
-                for r in range(nr):
-                    t2 = 2.0 * <double>out[r * L + t] + xx[i0 + r]
-                    v = <floating>(t2 if t2 > 0.0 else 0.0)
-                    d2[t * n + i0 + r] = v
-                    c_ = closest[i0 + r]
-                    s[t * 8 + r] += <double>sw[i0 + r] * (v if v < c_ else c_)
+        for t in range(m):
+            for r in range(nr):
+                # ||x||^2 + 2 (0.5 ||c||^2 - x.c), clipped at 0, in X's precision
+                t2 = 2.0 * <double>out[r * L + t] + xx[i0 + r]
+                v = <floating>(t2 if t2 > 0.0 else 0.0)
+                d2[t * n + i0 + r] = v
+                c_ = closest[i0 + r]
+                s[t * 8 + r] += <double>sw[i0 + r] * (v if v < c_ else c_)
         i0 += nr
     for t in range(m):
         pot[t * stride] = (((s[t * 8] + s[t * 8 + 1]) + (s[t * 8 + 2] + s[t * 8 + 3]))
