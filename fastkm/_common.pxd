@@ -646,6 +646,14 @@ cdef inline void accumulate_dirty(
         i = j
 
 
+cdef inline Py_ssize_t sum_changed(const Py_ssize_t* block_changed, Py_ssize_t n_blocks) noexcept nogil:
+    # labels changed in an iteration, from the per-block counts (block order)
+    cdef Py_ssize_t b, changed = 0
+    for b in range(n_blocks):
+        changed += block_changed[b]
+    return changed
+
+
 cdef inline double pair_value(
     const floating* x, const floating* c, Py_ssize_t d, bint use_dot, floating half_cnorm,
 ) noexcept nogil:

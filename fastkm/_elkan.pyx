@@ -16,7 +16,7 @@ from libc.string cimport memset
 
 from fastkm._common import dot_operands, merge_blocks
 from fastkm._common cimport (
-    DIRECT_MAX_D, accumulate_rows, lower_from, pair_value, upper_from,
+    DIRECT_MAX_D, accumulate_rows, lower_from, pair_value, sum_changed, upper_from,
 )
 
 
@@ -145,7 +145,4 @@ def elkan_iter(
             &block_sums[b, 0, 0], &block_weights[b, 0],
         )
     merge_blocks(block_sums, block_weights, sums, weights, n_threads)
-    changed = 0
-    for b in range(n_blocks):
-        changed += block_changed[b]
-    return changed
+    return sum_changed(&block_changed[0], n_blocks)

@@ -16,8 +16,7 @@ from libc.float cimport DBL_MAX
 from fastkm._common import dot_operands, dot_tiles, merge_blocks
 from fastkm._common cimport (
     CHUNK, DIRECT_MAX_D, DOT_CT, FASTKM_MADD, accumulate_dirty, accumulate_rows, lower_from,
-    pack_neg_rows,
-    pair_value, top2_chunk_direct, top2_chunk_dot, upper_from,
+    pack_neg_rows, pair_value, sum_changed, top2_chunk_direct, top2_chunk_dot, upper_from,
 )
 
 
@@ -435,7 +434,7 @@ def hamerly_iter(
             free(lab)
             free(dirty)
         merge_blocks(block_sums, block_weights, sums, weights, n_threads)
-        return sum_changed(block_changed)
+        return sum_changed(&block_changed[0], n_blocks)
 
     if not use_dot and not exponion:
         with nogil, parallel(num_threads=n_threads):
@@ -466,7 +465,7 @@ def hamerly_iter(
             free(dirty)
             free(acc)
         merge_blocks(block_sums, block_weights, sums, weights, n_threads)
-        return sum_changed(block_changed)
+        return sum_changed(&block_changed[0], n_blocks)
 
     with nogil, parallel(num_threads=n_threads):
         acc = <floating*> malloc(k_pad * sizeof(floating))
@@ -485,11 +484,5 @@ def hamerly_iter(
         free(acc)
 
     merge_blocks(block_sums, block_weights, sums, weights, n_threads)
-    return sum_changed(block_changed)
+    return sum_changed(&block_changed[0], n_blocks)
 
-
-cdef Py_ssize_t sum_changed(const Py_ssize_t[::1] block_changed):
-    cdef Py_ssize_t b, changed = 0
-    for b in range(block_changed.shape[0]):
-        changed += block_changed[b]
-    return changed

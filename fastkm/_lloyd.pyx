@@ -15,7 +15,7 @@ from libc.string cimport memset
 from fastkm._common import dot_operands, dot_tiles as _dot_tiles, merge_blocks
 from fastkm._common cimport (
     CHUNK, DIRECT_MAX_D, DOT_CT, accumulate_rows, argmin_chunk_direct, argmin_chunk_dot,
-    argmin_chunk_pruned, pack_neg_chunk, transpose_chunk,
+    argmin_chunk_pruned, pack_neg_chunk, sum_changed, transpose_chunk,
 )
 
 
@@ -200,10 +200,7 @@ def lloyd_iter(
 
     merge_blocks(block_sums, block_weights, sums, weights, n_threads)
 
-    changed = 0
-    for b in range(n_blocks):
-        changed += block_changed[b]
-    return changed
+    return sum_changed(&block_changed[0], n_blocks)
 
 
 def assign_labels(
