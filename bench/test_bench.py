@@ -88,50 +88,12 @@ def test_china_k64_fit(benchmark, impl, china, threads, rounds_for):
     benchmark.extra_info["n_iter_per_seed"] = [r[1] for r in first]
 
 
-# --------------------------------------------------------------------------- lloyd-500k-iter
-
-@pytest.mark.benchmark(group="lloyd-500k-iter")
-def test_lloyd_500k_iter(benchmark, impl, blobs_500k, threads, rounds_for):
-    """20 Lloyd iterations (tol=0) on 500k x 32 float32 blobs, k=256, from the
-    same initial centers for every implementation."""
-    X, C0, source = blobs_500k
-    k = C0.shape[0]
-    params = dict(init=C0, n_init=1, max_iter=20, tol=0.0, algorithm="lloyd")
-    impl.kmeans(k, threads, **params)
-    fitted = []
-
-    def setup():
-        est = impl.kmeans(k, threads, **params)
-        fitted.append(est)
-        return (est, X), {}
-
-    def fit(est, X):
-        est.fit(X)
-
-    benchmark.extra_info.update(base_info(impl, X, k, threads, "lloyd-500k-iter"))
-    benchmark.extra_info["data"] = source
-    benchmark.extra_info["max_iter"] = 20
-    with impl.limits(threads):
-        benchmark.pedantic(fit, setup=setup, rounds=rounds_for(3), warmup_rounds=0,
-                           iterations=1)
-
-    results = [(float(est.inertia_), int(est.n_iter_)) for est in fitted]
-    del fitted[:]
-
-    _record_fit(benchmark, results)
-    benchmark.extra_info["repeatable"] = len(set(results)) == 1
-    n_iter = results[-1][1]
-    median = median_seconds(benchmark)
-    if median is not None:
-        benchmark.extra_info["ms_per_iteration"] = 1000.0 * median / n_iter
-
-
-# --------------------------------------------------------------------------- converge-500k
-
 _FASTKM_LABELS = {}  # workload -> fastkm's labels, for the peers' agreement figure
 
 
 def _fit_once(benchmark, impl, X, k, threads, workload, params, rounds):
+    """Time ``rounds`` fits of a fresh estimator; record inertia, n_iter and the
+    peers' label agreement with fastkm. Returns the last fit's n_iter."""
     impl.kmeans(k, threads, **params)  # skips early if the peer can't do this workload
     fitted = []
 
@@ -149,14 +111,34 @@ def _fit_once(benchmark, impl, X, k, threads, workload, params, rounds):
     results = [(float(est.inertia_), int(est.n_iter_)) for est in fitted]
     _record_fit(benchmark, results)
     benchmark.extra_info["repeatable"] = len(set(results)) == 1
-    labels = np.asarray(fitted[-1].labels_)
+    labels = getattr(fitted[-1], "labels_", None)  # the faiss adapter keeps none
     if impl.name == "fastkm":
-        _FASTKM_LABELS[workload] = labels
-    elif workload in _FASTKM_LABELS:
+        _FASTKM_LABELS[workload] = np.asarray(labels)
+    elif labels is not None and workload in _FASTKM_LABELS:
         benchmark.extra_info["label_agreement_vs_fastkm"] = float(
-            np.mean(labels == _FASTKM_LABELS[workload]))
+            np.mean(np.asarray(labels) == _FASTKM_LABELS[workload]))
     del fitted[:]
+    return results[-1][1]
 
+
+# --------------------------------------------------------------------------- lloyd-500k-iter
+
+@pytest.mark.benchmark(group="lloyd-500k-iter")
+def test_lloyd_500k_iter(benchmark, impl, blobs_500k, threads, rounds_for):
+    """20 Lloyd iterations (tol=0) on 500k x 32 float32 blobs, k=256, from the
+    same initial centers for every implementation."""
+    X, C0, source = blobs_500k
+    params = dict(init=C0, n_init=1, max_iter=20, tol=0.0, algorithm="lloyd")
+    n_iter = _fit_once(benchmark, impl, X, C0.shape[0], threads, "lloyd-500k-iter", params,
+                       rounds_for(3))
+    benchmark.extra_info["data"] = source
+    benchmark.extra_info["max_iter"] = 20
+    median = median_seconds(benchmark)
+    if median is not None:
+        benchmark.extra_info["ms_per_iteration"] = 1000.0 * median / n_iter
+
+
+# --------------------------------------------------------------------------- converge-500k
 
 @pytest.mark.benchmark(group="converge-500k")
 def test_converge_500k(benchmark, impl, blobs_500k, threads, rounds_for):
