@@ -262,3 +262,21 @@ def test_property_lloyd_sums_thread_independent(n, k, threads, seed):
     assert r1[0] == r2[0]
     assert np.array_equal(r1[1], r2[1]) and np.array_equal(r1[2], r2[2])  # bitwise
     assert r1[2].sum() == pytest.approx(sw.sum(), rel=1e-12)
+
+
+def test_dot_seeding_kernel_rejects_too_many_candidates_and_seeding_falls_back():
+    """dot_potentials takes at most 16 candidates per pass; kmeans_plusplus with
+    more local trials uses the per-feature kernels instead (same draws)."""
+    import fastkm
+    from fastkm._dispatch import kmeanspp
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(600, 12))
+    sw = np.ones(len(X))
+    nb, rpb = _common.block_layout(len(X))
+    with pytest.raises(ValueError, match="at most 16 candidates"):
+        kmeanspp.dot_potentials(X, sw, np.full(len(X), np.inf), (X ** 2).sum(1), X[:17],
+                                np.empty((17, nb)), np.empty((17, len(X))), rpb, 1)
+    centers, idx = fastkm.kmeans_plusplus(X, 5, n_local_trials=20, random_state=0)
+    np.testing.assert_array_equal(centers, X[idx])
+    assert len(set(idx.tolist())) == 5
