@@ -306,17 +306,17 @@ class _HamerlyStep:
 
 
 class _ExponionStep(_HamerlyStep):
-    """Hamerly's bounds; a failing sample searches only a ball of centers around
-    its own (needs each center's neighbours sorted by distance: k x k)."""
+    """Hamerly's bounds; a failing sample searches only the centers within twice
+    its upper bound of its own. Each center's 16 nearest centers are kept packed
+    as vector lanes (k x 16 x d values); a ball that reaches past them falls
+    back to the full scan."""
 
     def _prepare(self, centers):
-        half_cc, self.half_sep = _half_center_distances(centers)
-        order = np.argsort(half_cc, axis=1, kind="stable")
-        self.cc_order = order.astype(np.int32)
-        self.cc_sorted = np.ascontiguousarray(2.0 * np.take_along_axis(half_cc, order, axis=1))
+        self.ball, self.beyond, self.half_sep = _hamerly.ball_tables(
+            _center_sq_distances(centers))
 
     def _extra(self):
-        return {"cc_sorted": self.cc_sorted, "cc_order": self.cc_order}
+        return {"ball": self.ball, "beyond": self.beyond}
 
 
 def _half_center_distances(centers):
@@ -403,8 +403,13 @@ def _kmeans_single(X, sample_weight, centers_init, max_iter, verbose, tol, n_thr
                 print(f"Converged at iteration {it}: center shift {shift} within tolerance {tol}.")
             break
     if not strict_convergence:
-        # final E-step so that labels_ match cluster_centers_
-        _lloyd.assign_labels(X, centers, labels, n_threads, prune, xt)
+        # final E-step so that labels_ match cluster_centers_. The bounded
+        # algorithms' bounds are valid for the new centers: one more step of
+        # theirs finds the labels without a full pass (its sums go unused).
+        if algorithm == "lloyd":
+            _lloyd.assign_labels(X, centers, labels, n_threads, prune, xt)
+        else:
+            step(X, sample_weight, centers, labels, buf, False, n_threads)
     inertia = _inertia(X, sample_weight, centers, labels, buf, n_threads)
     return labels, inertia, centers, it + 1
 

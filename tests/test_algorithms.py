@@ -101,3 +101,79 @@ def test_auto_rule():
     assert _choose_algorithm("auto", 10**6, 32, 256) == "hamerly"
     assert _choose_algorithm("auto", 100, 5, 1) == "lloyd"
     assert _choose_algorithm("lloyd", 100, 50, 10) == "lloyd"
+
+
+def test_ball_tables_match_numpy():
+    """Each center's 16 nearest centers (itself first, ties by index), the distance
+    to the nearest one left out, and half the nearest-other distance."""
+    from fastkm._dispatch import hamerly
+    from fastkm._kmeans import _center_sq_distances
+
+    rng = np.random.RandomState(3)
+    C = rng.normal(size=(40, 6))
+    C[7] = C[3]                       # a duplicate: distance 0 to another center
+    C[20:24] = rng.randint(0, 3, size=(4, 6))  # small integer rows: equal distances
+    cc = _center_sq_distances(C)
+    ball, beyond, half_sep = hamerly.ball_tables(cc, 2)
+    for a in range(len(C)):
+        order = np.lexsort((np.arange(len(C)), cc[a]))   # by distance, then index
+        np.testing.assert_array_equal(ball[a], order[:16])
+        assert ball[a, 0] == a or cc[a, ball[a, 0]] == 0.0
+        assert beyond[a] == np.sqrt(cc[a, order[16]])
+        assert half_sep[a] == 0.5 * np.sqrt(np.sort(cc[a])[1])
+    # fewer centers than the list: every center listed, nothing beyond
+    ball, beyond, half_sep = hamerly.ball_tables(np.ascontiguousarray(cc[:5, :5]), 1)
+    np.testing.assert_array_equal(ball[:, 5:], np.repeat(np.arange(5)[:, None], 11, axis=1))
+    assert np.all(beyond == np.finfo(np.float64).max)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("d", [5, 20])
+def test_exponion_ball_search_repairs_labels(dtype, d):
+    """Exponion's ball step alone: every row starts with a wrong label (its true
+    center's nearest neighbour) and bounds that force a search. It must find
+    Lloyd's labels and leave valid bounds."""
+    from fastkm._dispatch import hamerly
+    from fastkm._kmeans import _LloydBuffers, _center_sq_distances
+
+    rng = np.random.RandomState(d)
+    k = 60
+    true_c = rng.uniform(-10, 10, size=(k, d))
+    X = (true_c[rng.randint(0, k, 6000)] + 0.5 * rng.normal(size=(6000, d))).astype(dtype)
+    C = (true_c + 0.1 * rng.normal(size=(k, d))).astype(dtype)
+    D = ((X.astype(np.float64)[:, None, :] - C.astype(np.float64)[None]) ** 2).sum(-1)
+    ref = np.argmin(D, axis=1).astype(np.int32)
+    Ds = np.sort(D, axis=1)
+    assert np.all(Ds[:, 1] - Ds[:, 0] > 1e-3 * Ds[:, 1])   # no near ties
+    ball, beyond, half_sep = hamerly.ball_tables(_center_sq_distances(C))
+    labels = ball[ref, 1].copy()      # wrong, but within the ball
+    n = len(X)
+    upper = np.full(n, 1e300)
+    lower = np.zeros(n)
+    buf = _LloydBuffers(n, k, d)
+    hamerly.hamerly_iter(X, np.ones(n, dtype), C, half_sep, np.zeros(k), False, upper, lower,
+                         np.zeros_like(buf.block_sums), np.zeros_like(buf.block_weights),
+                         buf.block_changed, buf.sums, buf.weights, labels, buf.rows_per_block,
+                         2, ball=ball, beyond=beyond)
+    np.testing.assert_array_equal(labels, ref)
+    dist = np.sqrt(Ds)
+    assert np.all(upper >= dist[:, 0] * (1 - 1e-5))
+    assert np.all(lower <= dist[:, 1] * (1 + 1e-5))
+    assert np.all(lower > 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_exponion_many_clusters_and_duplicate_centers(dtype):
+    """k = 120 on 24-d blobs (the ball step and the full-scan fallback both run)
+    from initial centers that include exact duplicates: Lloyd's labels, centers
+    and iteration count."""
+    rng = np.random.RandomState(5)
+    c = rng.uniform(-8, 8, size=(80, 24))
+    X = (c[rng.randint(0, 80, 12000)] + rng.normal(size=(12000, 24))).astype(dtype)
+    C0 = X[rng.choice(len(X), 120, replace=False)].copy()
+    C0[100:110] = C0[:10]
+    ref = KMeans(120, init=C0, n_init=1, algorithm="lloyd").fit(X)
+    got = KMeans(120, init=C0, n_init=1, algorithm="exponion").fit(X)
+    np.testing.assert_array_equal(got.labels_, ref.labels_)
+    assert got.n_iter_ == ref.n_iter_
+    assert got.cluster_centers_.tobytes() == ref.cluster_centers_.tobytes()
