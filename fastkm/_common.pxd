@@ -21,6 +21,17 @@ cdef extern from *:
     """
     double FASTKM_MADD(double a, double b, double c) noexcept nogil
 
+cdef extern from *:
+    """
+    /* A read hint for a row needed soon (no-op where the compiler has none). */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FASTKM_PREFETCH(p) __builtin_prefetch((p))
+    #else
+    #define FASTKM_PREFETCH(p) ((void)(p))
+    #endif
+    """
+    void FASTKM_PREFETCH(const void* p) noexcept nogil
+
 cdef enum:
     CHUNK = 256        # rows per tile: the transposed tile and its distances stay in L1/L2
     DIRECT_MAX_D = 8   # up to this many features, distances are sums of (x - c)^2
@@ -543,6 +554,47 @@ cdef inline floating sq_dist(
         t = a[f] - b[f]
         s = s + t * t
     return s
+
+
+cdef inline double exact_sq_dist(
+    const floating* x, const floating* c, Py_ssize_t d,
+    double* xx,                   # OUT ||x||^2 in float64 (NULL: not wanted)
+) noexcept nogil:
+    # ||x - c||^2 in float64 from float64 differences, 8 partial sums: the
+    # bounds' "exact" distance (accurate to a few ulps of float64; used only
+    # as a bound, never compared against a tile kernel's value)
+    cdef double s[8]
+    cdef double q[8]
+    cdef double t, y
+    cdef Py_ssize_t f, l
+    for l in range(8):
+        s[l] = 0.0
+        q[l] = 0.0
+    f = 0
+    while f + 8 <= d:
+        for l in range(8):
+            y = <double>x[f + l]
+            t = y - <double>c[f + l]
+            s[l] += t * t
+            q[l] += y * y
+        f += 8
+    for l in range(d - f):
+        y = <double>x[f + l]
+        t = y - <double>c[f + l]
+        s[l] += t * t
+        q[l] += y * y
+    if xx != NULL:
+        xx[0] = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]))
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+
+
+cdef inline void prefetch_row(const floating* x, Py_ssize_t d) noexcept nogil:
+    # every cache line of one row
+    cdef Py_ssize_t off = 0, n = d * sizeof(floating)
+    while off < n:
+        FASTKM_PREFETCH(<const char*>x + off)
+        off += 64
+    FASTKM_PREFETCH(<const char*>x + n - 1)
 
 
 cdef inline void add_weighted_row(

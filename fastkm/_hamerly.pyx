@@ -22,9 +22,13 @@ import numpy as np
 
 from fastkm._common import dot_tiles, merge_blocks
 from fastkm._common cimport (
-    CHUNK, DIRECT_MAX_D, DOT_CT, FASTKM_MADD, accumulate_dirty, accumulate_rows, lower_from,
-    pack_neg_rows, sum_changed, top2_chunk_direct, top2_chunk_dot,
+    CHUNK, DIRECT_MAX_D, DOT_CT, FASTKM_MADD, accumulate_dirty, accumulate_rows, exact_sq_dist,
+    lower_from, pack_neg_rows, prefetch_row, sum_changed, top2_chunk_direct, top2_chunk_dot,
 )
+
+
+cdef enum:
+    AHEAD = 6     # rows prefetched ahead when tightening (their X rows come from DRAM)
 
 
 cdef inline Py_ssize_t _failing_rows(
@@ -39,10 +43,9 @@ cdef inline Py_ssize_t _failing_rows(
     # shifts in one branch-free pass, then the failing rows are tightened with the
     # exact distance to their center. Returns how many still fail (all on the
     # first iteration).
-    cdef Py_ssize_t i, f, nf = 0
+    cdef Py_ssize_t i, q, m = 0, nf = 0
     cdef int a
-    cdef double u, l, v, t
-    cdef const floating* x
+    cdef double u, l
     if first:
         for i in range(rows):
             idx[i] = <int>(c0 + i)
@@ -58,18 +61,22 @@ cdef inline Py_ssize_t _failing_rows(
     for i in range(rows):
         # skip only on a strict inequality: on a tie the search picks the lowest
         # index, exactly as Lloyd's argmin does
-        if not upper[c0 + i] < mb[i]:
-            a = labels[c0 + i]
-            x = X + (c0 + i) * d
-            v = 0.0
-            for f in range(d):
-                t = <double>(x[f] - centers[a * d + f])
-                v = v + t * t
-            u = sqrt(v)
-            upper[c0 + i] = u
-            if not u < mb[i]:
-                idx[nf] = <int>(c0 + i)
-                nf += 1
+        idx[m] = <int>(c0 + i)
+        m += not upper[c0 + i] < mb[i]
+    # tighten the failing rows: exact distance to their center, their rows
+    # requested AHEAD rows in advance (X is read sparsely, mostly from DRAM)
+    for q in range(min(<Py_ssize_t>AHEAD, m)):
+        prefetch_row(X + <Py_ssize_t>idx[q] * d, d)
+    for q in range(m):
+        if q + AHEAD < m:
+            prefetch_row(X + <Py_ssize_t>idx[q + AHEAD] * d, d)
+        i = idx[q]
+        a = labels[i]
+        u = sqrt(exact_sq_dist(X + i * d, centers + a * d, d, NULL))
+        upper[i] = u
+        if not u < mb[i - c0]:
+            idx[nf] = <int>i
+            nf += 1
     return nf
 
 
@@ -213,13 +220,7 @@ cdef inline Py_ssize_t _ball_search(
             dirty[j1] = 1
             labels[i] = j1
         if use_dot:
-            v = 0.0
-            xx = 0.0
-            for f in range(d):
-                t = <double>x[f] - <double>centers[j1 * d + f]
-                v = v + t * t
-                xx = xx + <double>x[f] * <double>x[f]
-            upper[i] = sqrt(v)
+            upper[i] = sqrt(exact_sq_dist(x, centers + j1 * d, d, &xx))
             err = dot_err * (xx + max_cnorm)
             v = lower_from(vb, True, xx, err) if vb < DBL_MAX else DBL_MAX
         else:
@@ -340,14 +341,7 @@ cdef Py_ssize_t _hamerly_block_dot(
                     labels[i] = a
                 # exact distance to the winner; a lower bound for the runner-up
                 # from 2 (0.5||c||^2 - x.c) + ||x||^2, less its worst rounding
-                x = X + i * d
-                v = 0.0
-                xx = 0.0
-                for f in range(d):
-                    t = <double>x[f] - <double>centers[a * d + f]
-                    v = v + t * t
-                    xx = xx + <double>x[f] * <double>x[f]
-                upper[i] = sqrt(v)
+                upper[i] = sqrt(exact_sq_dist(X + i * d, centers + a * d, d, &xx))
                 v = 2.0 * <double>second[q] + xx - dot_err * (xx + max_cnorm)
                 lower[i] = (sqrt(v) if v > 0.0 else 0.0) if k > 1 else DBL_MAX
         c0 += rows
