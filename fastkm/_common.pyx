@@ -132,11 +132,13 @@ def merge_blocks(
         for b in range(n_blocks):
             s = s + block_weights[b, j]
         weights[j] = s
+        # each (j, f) still adds the blocks in block order from 0.0; the block
+        # loop is outside so that a center's d sums are read contiguously
         for f in range(d):
-            s = 0.0
-            for b in range(n_blocks):
-                s = s + block_sums[b, j, f]
-            sums[j, f] = s
+            sums[j, f] = 0.0
+        for b in range(n_blocks):
+            for f in range(d):
+                sums[j, f] = sums[j, f] + block_sums[b, j, f]
 
 
 cdef extern from *:
