@@ -415,28 +415,31 @@ def _kmeans_single(X, sample_weight, centers_init, max_iter, verbose, tol, n_thr
 
 
 ELKAN_MAX_BYTES = 1 << 30  # Elkan's n x k lower bounds beyond this: Hamerly instead
+BALL_MAX_BYTES = 32 << 20  # Exponion's packed ball lists (k x 16 x d) beyond this: Hamerly
 
 
 def _choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize=8, sorted_rows=False):
-    """Resolve 'auto', and keep 'elkan' within memory.
+    """Resolve 'auto', and keep 'elkan' and 'exponion' within memory.
 
     Measured with bench/algorithms.py (table in the README; 200k float32 blobs,
     2 threads, to convergence from the same centers). With few features the
     rows are put in spatial order and Lloyd's tiles skip the centers their
-    bounding box rules out (``sorted_rows``): Lloyd is then fastest up to d = 6
-    (d = 2, 3, 4: 0.041 / 0.031 / 0.044 s against Hamerly's 0.081 / 0.053 /
-    0.062 s; d = 6: 0.089 against 0.099 s). From d = 8 up Hamerly's bounds win
-    (d = 8: 0.111 against 0.131 s; d = 32, k = 256: 0.395 against 0.780 s).
-    Unsorted rows (small n, 'random' or callable init): Lloyd only at d = 3.
-    Exponion was slower than Hamerly everywhere once Hamerly's failing rows were
-    searched in batches, and Elkan (explicit ``algorithm='elkan'``) slowest of
-    all, so 'auto' never picks either; Elkan's n x k bounds are used only below
-    ELKAN_MAX_BYTES, and above, Hamerly gives the same labels in O(n) memory.
+    bounding box rules out (``sorted_rows``): Lloyd is then fastest at d = 3
+    and 4 (0.031 / 0.041 s against Exponion's 0.057 / 0.053 s). From d = 6 up
+    Exponion is fastest (d = 6: 0.052 against Lloyd's 0.071 and Hamerly's
+    0.055 s; d = 8: 0.056 against 0.087 s for Hamerly; d = 32, k = 256: 0.212
+    against 0.323 s), and on unsorted rows everywhere but d = 3. Elkan
+    (explicit ``algorithm='elkan'``) won only with few samples, many features
+    and few centers (20k x 128, k = 64), so 'auto' never picks it; its n x k
+    bounds are used only below ELKAN_MAX_BYTES, and above, Hamerly gives the
+    same labels in O(n) memory. Exponion's ball lists are k x 16 x d values;
+    above BALL_MAX_BYTES Hamerly runs instead (same labels, no lists).
     """
+    ball_bytes = n_clusters * 16 * n_features * itemsize
     if algorithm == "auto":
-        if n_clusters == 1 or n_features == 3 or (sorted_rows and n_features <= 6):
+        if n_clusters == 1 or n_features == 3 or (sorted_rows and n_features <= 4):
             return "lloyd"
-        return "hamerly"
+        return "exponion" if ball_bytes <= BALL_MAX_BYTES else "hamerly"
     if algorithm == "elkan":
         need = n_samples * n_clusters * itemsize
         if need > ELKAN_MAX_BYTES:
@@ -448,6 +451,15 @@ def _choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize=8, 
                 stacklevel=3,
             )
             return "hamerly"
+    if algorithm == "exponion" and ball_bytes > BALL_MAX_BYTES:
+        warnings.warn(
+            f"algorithm='exponion' needs {ball_bytes / 2**20:.0f} MiB of packed center lists "
+            f"(n_clusters x 16 x n_features); using 'hamerly' instead, which gives the same "
+            "labels without them.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return "hamerly"
     return algorithm
 
 
@@ -500,12 +512,15 @@ default='k-means++'
     copy_x : bool, default=True
         With many features the data is mean-centred for accuracy; copy_x=False
         skips that (and its copy). The input is never modified either way.
-    algorithm : {'auto', 'lloyd', 'hamerly', 'elkan'}, default='auto'
+    algorithm : {'auto', 'lloyd', 'hamerly', 'exponion', 'elkan'}, default='auto'
         Exact variants: all give the labels plain Lloyd gives from the same initial
         centers. 'hamerly' keeps two distance bounds per sample and skips most
-        distance computations; 'elkan' keeps one lower bound per (sample,
-        center) pair (n_samples x n_clusters memory; above 1 GiB it falls back
-        to 'hamerly' with a warning); 'auto' picks by the data shape (see
+        distance computations; 'exponion' adds, per center, its 16 nearest
+        centers, which a sample failing its bounds searches first (k x 16 x
+        n_features memory; above 32 MiB it falls back to 'hamerly' with a
+        warning); 'elkan' keeps one lower bound per (sample, center) pair
+        (n_samples x n_clusters memory; above 1 GiB it falls back to 'hamerly'
+        with a warning); 'auto' picks by the data shape (see
         ``_choose_algorithm``).
     n_threads : int, default=None
         OpenMP threads. None uses OpenMP's current maximum (``OMP_NUM_THREADS``,

@@ -97,10 +97,28 @@ def test_elkan_memory_guard(monkeypatch):
 
 def test_auto_rule():
     assert _choose_algorithm("auto", 10**6, 3, 64) == "lloyd"
-    assert _choose_algorithm("auto", 10**6, 2, 64) == "hamerly"
-    assert _choose_algorithm("auto", 10**6, 32, 256) == "hamerly"
+    assert _choose_algorithm("auto", 10**6, 2, 64) == "exponion"
+    assert _choose_algorithm("auto", 10**6, 2, 64, sorted_rows=True) == "lloyd"
+    assert _choose_algorithm("auto", 10**6, 6, 64, sorted_rows=True) == "exponion"
+    assert _choose_algorithm("auto", 10**6, 32, 256) == "exponion"
     assert _choose_algorithm("auto", 100, 5, 1) == "lloyd"
     assert _choose_algorithm("lloyd", 100, 50, 10) == "lloyd"
+    # Exponion's packed lists (k x 16 x d) past the budget: Hamerly, same labels
+    assert _choose_algorithm("auto", 10**5, 784, 4096) == "hamerly"
+
+
+def test_exponion_memory_guard(monkeypatch):
+    import fastkm._kmeans as km_mod
+
+    X = dataset("blobs-d20", np.float32)
+    ref = KMeans(30, algorithm="exponion", random_state=0).fit(X)
+    assert ref._algorithm == "exponion"
+    monkeypatch.setattr(km_mod, "BALL_MAX_BYTES", 1000)
+    with pytest.warns(RuntimeWarning, match="using 'hamerly' instead"):
+        est = KMeans(30, algorithm="exponion", random_state=0).fit(X)
+    assert est._algorithm == "hamerly"
+    np.testing.assert_array_equal(est.labels_, ref.labels_)
+    assert KMeans(30, random_state=0).fit(X)._algorithm == "hamerly"
 
 
 def test_ball_tables_match_numpy():

@@ -143,11 +143,12 @@ def test_weights_of_repeated_rows_add_up():
     assert est.inertia_ == pytest.approx(d2 @ sw, rel=1e-9)
 
 
-def test_auto_uses_pruned_lloyd_for_few_features_and_hamerly_beyond():
+def test_auto_uses_pruned_lloyd_for_few_features_and_exponion_beyond():
     rng = np.random.RandomState(0)
-    for d, expected in [(2, "lloyd"), (3, "lloyd"), (6, "lloyd"), (8, "hamerly"), (12, "hamerly")]:
+    for d, expected in [(2, "lloyd"), (3, "lloyd"), (4, "lloyd"), (6, "exponion"),
+                        (8, "exponion"), (12, "exponion")]:
         X = rng.normal(size=(5000, d))
         assert fastkm.KMeans(10, n_init=1, random_state=0).fit(X)._algorithm == expected
     # no spatial order (too few rows): Lloyd only for colors
     X = rng.normal(size=(500, 2))
-    assert fastkm.KMeans(10, random_state=0).fit(X)._algorithm == "hamerly"
+    assert fastkm.KMeans(10, random_state=0).fit(X)._algorithm == "exponion"
