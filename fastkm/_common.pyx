@@ -402,6 +402,40 @@ def mean_variance(const floating[:, ::1] X, int n_threads):
     return np.asarray(mean), var / d
 
 
+def centre_columns(const floating[:, ::1] X, floating[:, ::1] out, int n_threads):
+    """``out = X - mean`` with the column means of X rounded to X's dtype (the
+    subtraction NumPy's ``X - mean.astype(X.dtype)`` does), in parallel; ``out``
+    may be X itself. The means are float64 sums over fixed row blocks, merged in
+    block order (thread-count independent); returns them (float64)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], b, f, i, start, end
+    if out.shape[0] != n or out.shape[1] != d:
+        raise ValueError("out must have X's shape")
+    n_blocks, rows_per_block = block_layout(n)
+    cdef Py_ssize_t nb = n_blocks, rpb = rows_per_block
+    cdef double[:, ::1] partial = np.empty((nb, d))
+    mean_arr = np.zeros(d)
+    cdef double[::1] mean = mean_arr
+    if n == 0:
+        return mean_arr
+    for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+        start = b * rpb
+        end = min(n, start + rpb)
+        _column_sums_block(&X[0, 0], start, end, d, NULL, &partial[b, 0])
+    for b in range(nb):
+        for f in range(d):
+            mean[f] += partial[b, f]
+    for f in range(d):
+        mean[f] /= n
+    cdef floating[::1] m = mean_arr.astype(np.asarray(X).dtype)
+    for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+        start = b * rpb
+        end = min(n, start + rpb)
+        for i in range(start, end):
+            for f in range(d):
+                out[i, f] = X[i, f] - m[f]
+    return mean_arr
+
+
 def center_sq_distances(const double[:, ::1] C, int n_threads=1):
     """Squared distances between all pairs of rows of C (exact differences).
 

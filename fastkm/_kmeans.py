@@ -682,11 +682,11 @@ default='k-means++'
         # origin: centre the data, on a copy (we never modify the input).
         X_mean = None
         if n_features > _DIRECT_MAX_D and self.copy_x:
-            X_mean = X.mean(axis=0, dtype=np.float64)
-            if inverse is not None:
-                X -= X_mean.astype(X.dtype)  # our own copy of the distinct rows
-            else:
-                X = X - X_mean.astype(X.dtype)  # a new array: the input is never modified
+            # into our own copy of the distinct rows, else a new array: the
+            # input is never modified
+            out = X if inverse is not None else np.empty_like(X)
+            X_mean = _common.centre_columns(X, out, n_threads)
+            X = out
             if isinstance(init, np.ndarray):
                 init = (init - X_mean).astype(X.dtype)
 

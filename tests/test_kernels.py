@@ -280,3 +280,29 @@ def test_dot_seeding_kernel_rejects_too_many_candidates_and_seeding_falls_back()
     centers, idx = fastkm.kmeans_plusplus(X, 5, n_local_trials=20, random_state=0)
     np.testing.assert_array_equal(centers, X[idx])
     assert len(set(idx.tolist())) == 5
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_centre_columns_matches_numpy(dtype):
+    """The fit's mean-centring: X - mean rounded to X's dtype, as NumPy computes
+    it; the same bits for any thread count; in place works; shapes are checked."""
+    from fastkm import _common
+
+    rng = np.random.RandomState(0)
+    X = (rng.normal(size=(3001, 13)) * 50 + 1e3).astype(dtype)
+    before = X.copy()
+    ref_mean = X.mean(axis=0, dtype=np.float64)
+    outs = []
+    for threads in (1, 2, 3):
+        out = np.empty_like(X)
+        mean = _common.centre_columns(X, out, threads)
+        np.testing.assert_allclose(mean, ref_mean, rtol=1e-12)
+        np.testing.assert_array_equal(out, X - mean.astype(dtype))
+        outs.append((mean.tobytes(), out.tobytes()))
+    assert len(set(outs)) == 1
+    np.testing.assert_array_equal(X, before)          # input untouched
+    Y = X.copy()
+    _common.centre_columns(Y, Y, 2)
+    assert Y.tobytes() == outs[0][1]
+    with pytest.raises(ValueError, match="shape"):
+        _common.centre_columns(X, np.empty((3000, 13), dtype=dtype), 1)
