@@ -39,6 +39,8 @@ _DEDUP_MAX_FRACTION = 0.8      # more distinct rows than this fraction: fit X as
 _DEDUP_SAMPLE = 4096           # rows checked for repeats before the full pass
 _PRUNE_MAX_D = _DIRECT_MAX_D   # spatial order + box-pruned Lloyd tiles up to this many features
 _PRUNE_MIN_CLUSTERS = 8
+_SEED_PRUNE_BELOW = 0.3  # seeding: test rows while the last test left fewer to evaluate
+_SEED_RETEST = 8         # ... and every this many steps
 
 
 def _deduplicate(X, sample_weight, n_clusters, n_threads=1):
@@ -75,6 +77,29 @@ def _tile_layout(X, n_threads):
     xt = np.empty((n_chunks, X.shape[1], _common.CHUNK_ROWS), dtype=X.dtype)
     _kmeanspp.transpose_chunks(X, xt, n_threads)
     return xt
+
+
+def _seeding_slack(x_sq, n_features, dtype):
+    """Per-row rounding slack of the seeding's D^2, and the factor ``rel``: the
+    pruning radius of row i is ``2 sqrt(D2_i rel + slack_i)`` (see _kmeanspp).
+
+    A computed D^2 = fl(2 h + ||x||^2), h = 0.5||c||^2 - x.c accumulated in X's
+    precision (u = eps/2) over d features from fl(0.5||c||^2): the classic dot
+    product bound gives |h - exact| <= gamma_{d+2} (||x||^2 + ||c||^2), so the
+    double before the final rounding is within E_i = (d + 3) eps (||x_i||^2 +
+    max_j ||x_j||^2) (1 + o(1)) of the exact D^2 (candidates and centers are rows
+    of X). ``slack`` takes 8 (d + 4) eps times that norm sum, plus 8 (d + 4) tiny
+    for underflow (an absolute error of at most tiny per operation, even when
+    flushed to zero), and ``rel = 1 + 4 eps`` covers the rounding of the stored
+    D2_i. Then with true D_i^2 <= D2_i + E_i, a candidate t farther than the
+    radius from row i's center has exact ||x_i - c_t||^2 > D2_i + E_i, its
+    computed value before the final rounding is > D2_i, and after it (monotone,
+    D2_i representable) >= D2_i: row i keeps D2_i bit for bit.
+    """
+    info = np.finfo(dtype)
+    scale = 8.0 * (n_features + 4)
+    slack = scale * (float(info.eps) * (x_sq + x_sq.max()) + float(info.tiny))
+    return slack, 1.0 + 4.0 * float(info.eps)
 
 
 def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials, n_threads,
@@ -118,18 +143,31 @@ def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials,
     if use_dot:
         x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
         d2 = np.empty((n_local_trials, n_samples), dtype=X.dtype)  # as scikit-learn's
+        # exact pruning (see _kmeanspp): the chosen center nearest to each row,
+        # the radius beyond which a candidate cannot get nearer, and which rows
+        # the last dot_potentials evaluated
+        owner = np.zeros(n_samples, dtype=np.int32)
+        radius = np.full(n_samples, np.inf)  # the first center evaluates every row
+        ev_rows = np.empty(n_samples, dtype=np.int32)
+        ev_counts = np.empty(n_blocks, dtype=np.intp)
+        slack, rel = _seeding_slack(x_sq, n_features, X.dtype)
+        gap = np.zeros(n_clusters)
+        evaluated = n_samples
 
-    def lower_closest(center, chosen=None):
+    def lower_closest(center, chosen=None, position=0):
         if use_dot and chosen is not None:
-            pot = _kmeanspp.lower_to(sample_weight, closest, d2, chosen, block_pot,
-                                     rows_per_block, n_threads)
+            pot = _kmeanspp.lower_to(closest, owner, radius, slack, rel, d2, ev_rows, ev_counts,
+                                     chosen, position, cand_pot, block_pot, rows_per_block,
+                                     n_threads)
         elif use_dot:
             # the first center: candidates' machinery with one candidate
             one = np.empty((1, n_samples), dtype=X.dtype)
-            _kmeanspp.dot_potentials(X, sample_weight, closest, x_sq, center[None, :],
-                                     block_pot[None, :], one, rows_per_block, n_threads)
-            pot = _kmeanspp.lower_to(sample_weight, closest, one, 0, block_pot,
+            first_pot = block_pot[None, :]
+            _kmeanspp.dot_potentials(X, sample_weight, closest, x_sq, center[None, :], owner,
+                                     radius, gap, first_pot, one, ev_rows, ev_counts,
                                      rows_per_block, n_threads)
+            pot = _kmeanspp.lower_to(closest, owner, radius, slack, rel, one, ev_rows, ev_counts,
+                                     0, 0, first_pot, block_pot, rows_per_block, n_threads)
         else:
             pot = _kmeanspp.update_closest(
                 X, sample_weight, closest, center, block_pot, rows_per_block, n_threads, xt
@@ -150,8 +188,16 @@ def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials,
         rows = cand_ids if full is None else inverse[cand_ids]
         candidates = X[rows]
         if use_dot:
-            _kmeanspp.dot_potentials(X, sample_weight, closest, x_sq, candidates, cand_pot,
-                                     d2, rows_per_block, n_threads)
+            # prune when the last test left few rows to evaluate, and test again
+            # every few steps (exact either way: the choice only costs time)
+            prune = evaluated < _SEED_PRUNE_BELOW * n_samples or c % _SEED_RETEST == 0
+            if prune:
+                _kmeanspp.center_gaps(candidates, centers[:c], gap)
+            count = _kmeanspp.dot_potentials(X, sample_weight, closest, x_sq, candidates, owner,
+                                             radius, gap, cand_pot, d2, ev_rows, ev_counts,
+                                             rows_per_block, n_threads, prune)
+            if prune:
+                evaluated = count
         else:
             _kmeanspp.candidate_potentials(
                 X, sample_weight, closest, candidates, cand_pot, rows_per_block, n_threads, xt
@@ -160,7 +206,7 @@ def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials,
         best = int(np.argmin(pots))
         centers[c] = candidates[best]
         indices[c] = cand_ids[best]
-        current_pot = lower_closest(centers[c], best)
+        current_pot = lower_closest(centers[c], best, c)
     return centers, indices
 
 

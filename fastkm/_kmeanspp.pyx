@@ -9,6 +9,8 @@ import numpy as np
 
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from libc.float cimport DBL_MAX
+from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
 
 from fastkm._common cimport CHUNK, FASTKM_MADD, sq_dist_chunk_to_center, transpose_chunk
@@ -342,38 +344,81 @@ cdef double _mapped_block(
 
 # ------------------------------------------------------------------ many features
 # Squared distances as ||x||^2 + 2 (0.5 ||c||^2 - x.c), the dot products of 8
-# rows with up to 16 candidates at once (8 independent accumulator vectors of 16
-# lanes): the structure of a GEMM micro-kernel, without repacking X. As in
-# scikit-learn's seeding, which uses the same expansion.
+# rows with 8 candidates at once (8 independent accumulator vectors of 8 lanes),
+# twice for 9 to 16 candidates: the structure of a GEMM micro-kernel, without
+# repacking X. As in scikit-learn's seeding, which uses the same expansion.
+#
+# Exact pruning (Elkan's lemma applied to seeding; Raff 2021, "Exact
+# acceleration of k-means++ and k-means||"). Row i's D_i^2 came from the chosen
+# center a = owner[i]. If ||cand_t - center_a|| >= 2 D_i for every candidate t,
+# the triangle inequality gives ||x_i - cand_t|| >= D_i: no candidate lowers
+# D_i^2, and row i adds w_i D_i^2 to every candidate's potential without its
+# distances being computed. The test is made against a radius that covers the
+# rounding of the computed D^2 (``_seeding_slack`` in _kmeans.py), so that a
+# skipped row's computed D^2 would be >= D_i^2 and min(D_i^2, D^2) is D_i^2 bit
+# for bit: the potentials, the draws and the centers are those of the unpruned
+# kernel. A row is evaluated against all candidates or none (one register tile);
+# evaluating a row that could have been skipped changes nothing, so a chunk
+# where most rows are needed is evaluated whole, in order (streamed, not gathered).
+
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define FASTKM_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
+    #else
+    #define FASTKM_PREFETCH(p) ((void)0)
+    #endif
+    """
+    void FASTKM_PREFETCH(const void* p) noexcept nogil
+
+
+cdef inline void _prefetch_rows(
+    const floating* X, const int* rows, Py_ssize_t count, Py_ssize_t d,
+) noexcept nogil:
+    # the evaluated rows are scattered: ask for their cache lines a few tiles
+    # ahead (the hardware prefetchers follow streams, not lists)
+    cdef Py_ssize_t r, off, nbytes = d * sizeof(floating)
+    cdef const char* row
+    for r in range(count):
+        row = <const char*>(X + <Py_ssize_t>rows[r] * d)
+        off = 0
+        while off < nbytes:
+            FASTKM_PREFETCH(row + off)
+            off += 64
+        FASTKM_PREFETCH(row + nbytes - 1)
+
 
 cdef enum:
-    CAND_LANES = 16   # candidates per pass (2 + ln k <= 16 for any k below a million)
+    PREFETCH_AHEAD = 32   # rows, four tiles
+    DENSE_NUM = 3         # evaluate a whole chunk when more than 3/8 of its rows need it
+    DENSE_DEN = 8
+    CAND_LANES = 16       # candidates per pass (2 + ln k <= 16 for any k below a million)
     ROW_GROUP = 8
+    GATHER = 256          # rows tested, then gathered, per pass (a multiple of ROW_GROUP)
 
 
 cdef inline void _half_dots(
-    const floating* X, Py_ssize_t i0, Py_ssize_t end, Py_ssize_t d,
-    const floating* ct,           # IN  (d, L) candidates transposed, zero padded
-    const floating* hn,           # IN  (L,) 0.5 ||c||^2
-    floating* out,                # OUT (8, L)
-    Py_ssize_t L,                 # 8 or 16, a literal at each call (one vector register)
+    const floating** p,           # IN  8 row pointers (a short group repeats its last row)
+    Py_ssize_t d,
+    const floating* ct,           # IN  (d, 8) 8 candidates transposed, zero padded
+    const floating* hn,           # IN  (8,) 0.5 ||c||^2
+    floating* out,                # OUT (8 rows, 8 candidates)
 ) noexcept nogil:
-    cdef floating a0[16]
-    cdef floating a1[16]
-    cdef floating a2[16]
-    cdef floating a3[16]
-    cdef floating a4[16]
-    cdef floating a5[16]
-    cdef floating a6[16]
-    cdef floating a7[16]
-    cdef const floating* p[8]
+    # every value depends only on its own row and candidate (one FMA per
+    # feature, in feature order): the same bits whichever rows and candidates
+    # share the tile
+    cdef floating a0[8]
+    cdef floating a1[8]
+    cdef floating a2[8]
+    cdef floating a3[8]
+    cdef floating a4[8]
+    cdef floating a5[8]
+    cdef floating a6[8]
+    cdef floating a7[8]
     cdef const floating* c
     cdef floating x0, x1, x2, x3, x4, x5, x6, x7
-    cdef Py_ssize_t r, f, j
-    for r in range(8):
-        # a short group re-reads its last row; only real rows are used
-        p[r] = X + min(i0 + r, end - 1) * d
-    for j in range(L):
+    cdef Py_ssize_t f, j
+    for j in range(8):
         a0[j] = hn[j]
         a1[j] = hn[j]
         a2[j] = hn[j]
@@ -383,7 +428,7 @@ cdef inline void _half_dots(
         a6[j] = hn[j]
         a7[j] = hn[j]
     for f in range(d):
-        c = ct + f * L
+        c = ct + f * 8
         x0 = -p[0][f]
         x1 = -p[1][f]
         x2 = -p[2][f]
@@ -392,43 +437,55 @@ cdef inline void _half_dots(
         x5 = -p[5][f]
         x6 = -p[6][f]
         x7 = -p[7][f]
-        for j in range(L):
+        for j in range(8):
             a0[j] = <floating>FASTKM_MADD(x0, c[j], a0[j])
-        for j in range(L):
+        for j in range(8):
             a1[j] = <floating>FASTKM_MADD(x1, c[j], a1[j])
-        for j in range(L):
+        for j in range(8):
             a2[j] = <floating>FASTKM_MADD(x2, c[j], a2[j])
-        for j in range(L):
+        for j in range(8):
             a3[j] = <floating>FASTKM_MADD(x3, c[j], a3[j])
-        for j in range(L):
+        for j in range(8):
             a4[j] = <floating>FASTKM_MADD(x4, c[j], a4[j])
-        for j in range(L):
+        for j in range(8):
             a5[j] = <floating>FASTKM_MADD(x5, c[j], a5[j])
-        for j in range(L):
+        for j in range(8):
             a6[j] = <floating>FASTKM_MADD(x6, c[j], a6[j])
-        for j in range(L):
+        for j in range(8):
             a7[j] = <floating>FASTKM_MADD(x7, c[j], a7[j])
-    for j in range(L):
+    for j in range(8):
         out[j] = a0[j]
-        out[L + j] = a1[j]
-        out[2 * L + j] = a2[j]
-        out[3 * L + j] = a3[j]
-        out[4 * L + j] = a4[j]
-        out[5 * L + j] = a5[j]
-        out[6 * L + j] = a6[j]
-        out[7 * L + j] = a7[j]
+        out[8 + j] = a1[j]
+        out[16 + j] = a2[j]
+        out[24 + j] = a3[j]
+        out[32 + j] = a4[j]
+        out[40 + j] = a5[j]
+        out[48 + j] = a6[j]
+        out[56 + j] = a7[j]
 
 
-cdef void _dot_block(
+cdef inline void _tile(
+    const floating** p, Py_ssize_t d, const floating* ct, const floating* hn,
+    Py_ssize_t n_groups, floating* out,   # OUT (n_groups, 8, 8)
+) noexcept nogil:
+    # 8 candidates at a time (one call site: the compiler inlines the tile)
+    cdef Py_ssize_t cg
+    for cg in range(n_groups):
+        _half_dots(p, d, ct + cg * d * 8, hn + cg * 8, out + cg * 64)
+
+
+cdef void _dot_block_all(
     const floating* X, const floating* sw, const double* closest, const double* xx,
     Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
-    const floating* ct, const floating* hn, Py_ssize_t m, Py_ssize_t L,
+    const floating* ct, const floating* hn, Py_ssize_t m, Py_ssize_t n_groups,
     double* pot, Py_ssize_t stride,    # OUT (m,) this block's potential of each candidate
     floating* d2, Py_ssize_t n,        # OUT (m, n) every D^2 to every candidate
 ) noexcept nogil:
+    # every row, in order: the kernel without pruning
     cdef floating out[128]
     cdef double s[16 * 8]
-    cdef Py_ssize_t i0, r, t, i, nr
+    cdef const floating* p[8]
+    cdef Py_ssize_t i0, r, t, nr
     cdef double c_, t2
     cdef floating v
     for t in range(16 * 8):
@@ -436,14 +493,14 @@ cdef void _dot_block(
     i0 = start
     while i0 < end:
         nr = min(<Py_ssize_t>ROW_GROUP, end - i0)
-        if L == 8:
-            _half_dots(X, i0, end, d, ct, hn, out, 8)
-        else:
-            _half_dots(X, i0, end, d, ct, hn, out, 16)
+        for r in range(ROW_GROUP):
+            # a short group re-reads its last row; only real rows are used
+            p[r] = X + min(i0 + r, end - 1) * d
+        _tile(p, d, ct, hn, n_groups, out)
         for t in range(m):
             for r in range(nr):
                 # ||x||^2 + 2 (0.5 ||c||^2 - x.c), clipped at 0, in X's precision
-                t2 = 2.0 * <double>out[r * L + t] + xx[i0 + r]
+                t2 = 2.0 * <double>out[(t >> 3) * 64 + r * 8 + (t & 7)] + xx[i0 + r]
                 v = <floating>(t2 if t2 > 0.0 else 0.0)
                 d2[t * n + i0 + r] = v
                 c_ = closest[i0 + r]
@@ -454,81 +511,247 @@ cdef void _dot_block(
                            + ((s[t * 8 + 4] + s[t * 8 + 5]) + (s[t * 8 + 6] + s[t * 8 + 7])))
 
 
+cdef Py_ssize_t _dot_block(
+    const floating* X, const floating* sw, const double* closest, const double* xx,
+    const int* owner, const double* radius, const double* gap,
+    Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
+    const floating* ct, const floating* hn, Py_ssize_t m, Py_ssize_t n_groups,
+    double* pot, Py_ssize_t stride,    # OUT (m,) this block's potential of each candidate
+    floating* d2, Py_ssize_t n,        # OUT (m, n) D^2 of the j-th evaluated row at start + j
+    int* rows,                         # OUT (n,) the evaluated rows, listed from start
+    double* cv,                        # scratch (m, GATHER)
+) noexcept nogil:
+    cdef floating out[128]
+    cdef double s[16 * 8]
+    cdef double lane[8]
+    cdef double xr[8]
+    cdef double cr[8]
+    cdef Py_ssize_t jr[8]
+    cdef const floating* p[8]
+    cdef Py_ssize_t c0, nc, i, i0, j, g, r, t, nr, q0, nq, total = 0
+    cdef double c_, h
+    cdef floating v
+    cdef int e
+    cdef bint dense
+    for t in range(16 * 8):
+        s[t] = 0.0
+    c0 = start
+    while c0 < end:
+        # chunks of GATHER rows from the block's start: row i stays in lane (i - start) % 8
+        nc = min(<Py_ssize_t>GATHER, end - c0)
+        # the rows that some candidate may bring nearer than their own center
+        q0 = start + total
+        nq = 0
+        for i in range(c0, c0 + nc):
+            e = gap[owner[i]] <= radius[i]
+            rows[q0 + nq] = <int>i
+            nq += e
+        dense = nq * DENSE_DEN > nc * DENSE_NUM
+        if dense:
+            # most rows needed: all of them, streamed in order, the sums taken
+            # as they come (as the unpruned kernel)
+            for j in range(nc):
+                rows[q0 + j] = <int>(c0 + j)
+            nq = nc
+        else:
+            # min(D_i^2, D^2_ti) of the chunk's rows: D_i^2 unless evaluated
+            _prefetch_rows(X, rows + q0, min(nq, <Py_ssize_t>PREFETCH_AHEAD), d)
+            for t in range(m):
+                for j in range(nc):
+                    cv[t * GATHER + j] = closest[c0 + j]
+        g = 0
+        while g < nq:
+            nr = min(<Py_ssize_t>ROW_GROUP, nq - g)
+            if not dense and g + PREFETCH_AHEAD < nq:
+                _prefetch_rows(X, rows + q0 + g + PREFETCH_AHEAD,
+                               min(<Py_ssize_t>ROW_GROUP, nq - g - PREFETCH_AHEAD), d)
+            for r in range(ROW_GROUP):
+                p[r] = X + <Py_ssize_t>rows[q0 + g + min(r, nr - 1)] * d
+            _tile(p, d, ct, hn, n_groups, out)
+            if dense:
+                i0 = c0 + g
+                for t in range(m):
+                    for r in range(nr):
+                        # ||x||^2 + 2 (0.5 ||c||^2 - x.c), clipped at 0, in X's precision
+                        h = 2.0 * <double>out[(t >> 3) * 64 + r * 8 + (t & 7)] + xx[i0 + r]
+                        v = <floating>(h if h > 0.0 else 0.0)
+                        d2[t * n + q0 + g + r] = v
+                        c_ = closest[i0 + r]
+                        s[t * 8 + r] += <double>sw[i0 + r] * (v if v < c_ else c_)
+            else:
+                for r in range(nr):
+                    i = rows[q0 + g + r]
+                    jr[r] = i - c0
+                    xr[r] = xx[i]
+                    cr[r] = closest[i]
+                for t in range(m):
+                    for r in range(nr):
+                        h = 2.0 * <double>out[(t >> 3) * 64 + r * 8 + (t & 7)] + xr[r]
+                        v = <floating>(h if h > 0.0 else 0.0)
+                        d2[t * n + q0 + g + r] = v
+                        cv[t * GATHER + jr[r]] = v if v < cr[r] else cr[r]
+            g += nr
+        if not dense:
+            # sum_i w_i min(D_i^2, D^2_ti), row i in lane (i - start) % 8, rows
+            # in order: the unpruned kernel's sums, term for term
+            for t in range(m):
+                for r in range(ROW_GROUP):
+                    lane[r] = s[t * 8 + r]
+                j = 0
+                while j + ROW_GROUP <= nc:
+                    for r in range(ROW_GROUP):
+                        lane[r] += <double>sw[c0 + j + r] * cv[t * GATHER + j + r]
+                    j += ROW_GROUP
+                for r in range(nc - j):
+                    lane[r] += <double>sw[c0 + j + r] * cv[t * GATHER + j + r]
+                for r in range(ROW_GROUP):
+                    s[t * 8 + r] = lane[r]
+        total += nq
+        c0 += nc
+    for t in range(m):
+        pot[t * stride] = (((s[t * 8] + s[t * 8 + 1]) + (s[t * 8 + 2] + s[t * 8 + 3]))
+                           + ((s[t * 8 + 4] + s[t * 8 + 5]) + (s[t * 8 + 6] + s[t * 8 + 7])))
+    return total
+
+
 def dot_potentials(
     const floating[:, ::1] X,              # IN  (n_samples, n_features)
     const floating[::1] sample_weight,     # IN  (n_samples,)
     const double[::1] closest,             # IN  (n_samples,) current D^2
     const double[::1] x_sq,                # IN  (n_samples,) ||x||^2
     const floating[:, ::1] candidates,     # IN  (n_candidates <= 16, n_features)
+    const int[::1] owner,                  # IN  (n_samples,) the chosen center that gave D^2
+    const double[::1] radius,              # IN  (n_samples,) pruning radius, see ``lower_to``
+    const double[::1] gap,                 # IN  (n_centers,) lower bound of min_t ||c_t - center||
     double[:, ::1] block_pot,              # OUT (n_candidates, n_blocks)
-    floating[:, ::1] d2,                   # OUT (n_candidates, n_samples) D^2 to each
+    floating[:, ::1] d2,                   # OUT (n_candidates, n_samples) D^2 of evaluated rows
+    int[::1] rows,                         # OUT (n_samples,) evaluated rows, per block
+    Py_ssize_t[::1] n_rows,                # OUT (n_blocks,) how many rows each block evaluated
     Py_ssize_t rows_per_block,
     int n_threads,
+    bint prune=True,
 ):
     """Many features: ``candidate_potentials`` through dot products (8 rows x 8
-    or 16 candidates in registers, as a GEMM micro-kernel, without repacking X),
-    keeping every D^2 so that choosing a candidate needs no second pass
+    candidates in registers, as a GEMM micro-kernel, without repacking X),
+    keeping the D^2 so that choosing a candidate needs no second pass
     (``lower_to``). D^2 = ||x||^2 + 2 (0.5||c||^2 - x.c), as scikit-learn's
-    seeding computes it."""
+    seeding computes it.
+
+    Only rows with ``gap[owner[i]] <= radius[i]`` are evaluated: block b lists
+    them in ``rows[b * rows_per_block:][:n_rows[b]]``, their D^2 at the same
+    positions of ``d2``. The others cannot get nearer to any candidate (see the
+    section comment) and add w_i D_i^2 to each potential. ``radius = inf``
+    evaluates every row. Returns the number of rows evaluated.
+
+    ``prune=False`` evaluates every row without testing any (cheaper when
+    most rows need it): ``n_rows[b] = -1`` and ``d2`` holds every row's D^2.
+    """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], m = candidates.shape[0]
     cdef Py_ssize_t n_blocks = block_pot.shape[1], b, start, end, j, f
-    cdef Py_ssize_t L = 8 if m <= 8 else CAND_LANES
+    cdef Py_ssize_t n_groups = (m + 7) // 8
+    cdef Py_ssize_t total = 0
+    cdef double* cv
     if m > CAND_LANES:
         raise ValueError(f"at most {CAND_LANES} candidates per pass; got {m}")
     dtype = np.asarray(X).dtype
-    cdef floating[:, ::1] ct = np.zeros((d, L), dtype=dtype)
-    cdef floating[::1] hn = np.zeros(L, dtype=dtype)
+    cdef floating[:, :, ::1] ct = np.zeros((n_groups, d, 8), dtype=dtype)
+    cdef floating[::1] hn = np.zeros(n_groups * 8, dtype=dtype)
     cdef double h
     for j in range(m):
         h = 0.0
         for f in range(d):
-            ct[f, j] = candidates[j, f]
+            ct[j // 8, f, j % 8] = candidates[j, f]
             h += <double>candidates[j, f] * <double>candidates[j, f]
         hn[j] = <floating>(0.5 * h)
-    for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=n_threads):
-        start = b * rows_per_block
-        end = min(n, start + rows_per_block)
-        _dot_block(&X[0, 0], &sample_weight[0], &closest[0], &x_sq[0], start, end, d,
-                   &ct[0, 0], &hn[0], m, L, &block_pot[0, b], n_blocks, &d2[0, 0], n)
+    if not prune:
+        for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=n_threads):
+            start = b * rows_per_block
+            end = min(n, start + rows_per_block)
+            _dot_block_all(&X[0, 0], &sample_weight[0], &closest[0], &x_sq[0], start, end, d,
+                           &ct[0, 0, 0], &hn[0], m, n_groups, &block_pot[0, b], n_blocks,
+                           &d2[0, 0], n)
+            n_rows[b] = -1
+        return n
+    with nogil, parallel(num_threads=n_threads):
+        cv = <double*> malloc(m * GATHER * sizeof(double))
+        for b in prange(n_blocks, schedule="dynamic"):
+            start = b * rows_per_block
+            end = min(n, start + rows_per_block)
+            n_rows[b] = _dot_block(&X[0, 0], &sample_weight[0], &closest[0], &x_sq[0],
+                                   &owner[0], &radius[0], &gap[0], start, end, d,
+                                   &ct[0, 0, 0], &hn[0], m, n_groups, &block_pot[0, b], n_blocks,
+                                   &d2[0, 0], n, &rows[0], cv)
+        free(cv)
+    for b in range(n_blocks):
+        total += n_rows[b]
+    return total
+
+
+def center_gaps(
+    const floating[:, ::1] candidates,     # IN  (n_candidates, n_features)
+    const floating[:, ::1] centers,        # IN  (n_centers, n_features) chosen so far
+    double[::1] gap,                       # OUT (>= n_centers,)
+):
+    """gap[a] = (1 - 1e-9) min_t ||candidates[t] - centers[a]||, in float64 with
+    exact differences (for float32 data): shrunk by far more than its rounding,
+    a lower bound of the exact distance."""
+    cdef Py_ssize_t m = candidates.shape[0], k = centers.shape[0], d = centers.shape[1]
+    cdef Py_ssize_t a, t, f
+    cdef double best, acc, diff
+    with nogil:
+        for a in range(k):
+            best = DBL_MAX
+            for t in range(m):
+                acc = 0.0
+                for f in range(d):
+                    diff = <double>candidates[t, f] - <double>centers[a, f]
+                    acc += diff * diff
+                best = acc if acc < best else best
+            gap[a] = (1.0 - 1e-9) * sqrt(best)
 
 
 def lower_to(
-    const floating[::1] sample_weight,     # IN  (n_samples,)
     double[::1] closest,                   # IN/OUT (n_samples,)
+    int[::1] owner,                        # IN/OUT (n_samples,) the center that gave closest
+    double[::1] radius,                    # IN/OUT (n_samples,) 2 sqrt(closest rel + slack)
+    const double[::1] slack,               # IN  (n_samples,) rounding bound of a computed D^2
+    double rel,                            # IN  1 + 4 eps of X's dtype
     const floating[:, ::1] d2,             # IN  (n_candidates, n_samples) from dot_potentials
+    const int[::1] rows,                   # IN  (n_samples,) from dot_potentials
+    const Py_ssize_t[::1] n_rows,          # IN  (n_blocks,) from dot_potentials
     Py_ssize_t t,                          # the chosen candidate
+    int center,                            # its position among the chosen centers
+    const double[:, ::1] cand_pot,         # IN  (n_candidates, n_blocks) from dot_potentials
     double[::1] block_pot,                 # OUT (n_blocks,)
     Py_ssize_t rows_per_block,
     int n_threads,
 ):
-    """closest = min(closest, d2[:, t]); returns the new total potential, summed
-    exactly as dot_potentials summed candidate t's (the same bits)."""
-    cdef Py_ssize_t n = closest.shape[0], n_blocks = block_pot.shape[0]
-    cdef Py_ssize_t b, start, end
-    cdef double total = 0.0
+    """closest = min(closest, D^2 to candidate t) on the rows dot_potentials
+    evaluated (every row of a block with ``n_rows[b] = -1``), ``owner`` and
+    ``radius`` following (the others keep theirs, bit for bit). The new
+    potential is candidate t's: its block sums are copied and the total is
+    summed in block order."""
+    cdef Py_ssize_t n = closest.shape[0], n_blocks = block_pot.shape[0], b, j, i, start
+    cdef double total = 0.0, c_, v
     for b in prange(n_blocks, nogil=True, schedule="dynamic", num_threads=n_threads):
         start = b * rows_per_block
-        end = min(n, start + rows_per_block)
-        block_pot[b] = _lower_block(&sample_weight[0], &closest[0], &d2[t, 0], start, end)
+        if n_rows[b] < 0:
+            for i in range(start, min(n, start + rows_per_block)):
+                v = d2[t, i]
+                if v < closest[i]:
+                    closest[i] = v
+                    owner[i] = center
+                    radius[i] = 2.0 * sqrt(v * rel + slack[i])
+        else:
+            for j in range(start, start + n_rows[b]):
+                i = rows[j]
+                v = d2[t, j]
+                c_ = closest[i]
+                if v < c_:
+                    closest[i] = v
+                    owner[i] = center
+                    radius[i] = 2.0 * sqrt(v * rel + slack[i])
     for b in range(n_blocks):
+        block_pot[b] = cand_pot[t, b]
         total += block_pot[b]
     return total
-
-
-cdef double _lower_block(
-    const floating* sw, double* closest, const floating* d2,   # d2: the chosen candidate's row
-    Py_ssize_t start, Py_ssize_t end,
-) noexcept nogil:
-    cdef double s[8]
-    cdef Py_ssize_t i, r
-    cdef double c_, v
-    for r in range(8):
-        s[r] = 0.0
-    for i in range(start, end):
-        v = d2[i]
-        c_ = closest[i]
-        c_ = v if v < c_ else c_
-        closest[i] = c_
-        # row i of the block is in lane (i - start) % 8, as in _dot_block
-        s[(i - start) % 8] += <double>sw[i] * c_
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))

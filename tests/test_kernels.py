@@ -203,20 +203,144 @@ def test_kmeanspp_equals_brute_force_greedy(d):
         c2, idx2 = _kmeans_plusplus(X, 12, sw, np.random.RandomState(0), None, threads)
         np.testing.assert_array_equal(idx2, idx)
         np.testing.assert_array_equal(c2, centers)
-    rs = np.random.RandomState(0)
-    trials = 2 + int(np.log(12))
+    chosen = greedy_kmeanspp_reference(X, sw, 12, 0)
+    np.testing.assert_array_equal(idx, chosen)
+    np.testing.assert_array_equal(centers, X[chosen])
+
+
+def greedy_kmeanspp_reference(X, sw, k, seed):
+    """Brute-force greedy k-means++ in float64 NumPy (scikit-learn's algorithm,
+    the same random stream): the rows chosen."""
+    X = X.astype(np.float64)
+    sw = np.asarray(sw, dtype=np.float64)
+    rs = np.random.RandomState(seed)
+    trials = 2 + int(np.log(k))
     first = rs.choice(len(X), p=sw / sw.sum())
     chosen = [first]
     closest = ((X - X[first]) ** 2).sum(1)
-    for _ in range(1, 12):
+    for _ in range(1, k):
         r = rs.uniform(size=trials) * (closest @ sw)
         cand = np.minimum(np.searchsorted(np.cumsum(sw * closest), r), len(X) - 1)
         d = np.minimum(closest, ((X[None] - X[cand][:, None]) ** 2).sum(-1))
         best = int(np.argmin(d @ sw))
         chosen.append(int(cand[best]))
         closest = d[best]
-    np.testing.assert_array_equal(idx, chosen)
-    np.testing.assert_array_equal(centers, X[chosen])
+    return chosen
+
+
+class _CheckedPruning:
+    """A seeding module whose ``dot_potentials`` also runs unpruned (radius =
+    inf) and checks the pruned call against it, bit for bit; records how many
+    rows each call evaluated."""
+
+    def __init__(self, kpp):
+        self.kpp = kpp
+        self.counts = []
+
+    def __getattr__(self, name):
+        return getattr(self.kpp, name)
+
+    def dot_potentials(self, X, sw, closest, x_sq, cand, owner, radius, gap, block_pot, d2,
+                       rows, n_rows, rpb, n_threads, prune=True):
+        assert prune  # _SEED_PRUNE_BELOW is patched: every step prunes
+        n = len(closest)
+        full_pot, full_d2 = np.empty_like(block_pot), np.empty_like(d2)
+        full_rows, full_n = np.empty_like(rows), np.empty_like(n_rows)
+        # the unpruned kernel, and the pruned one told to evaluate every row
+        assert self.kpp.dot_potentials(X, sw, closest, x_sq, cand, owner, radius, gap, full_pot,
+                                       full_d2, full_rows, full_n, rpb, n_threads, False) == n
+        np.testing.assert_array_equal(full_n, -1)
+        all_pot, all_d2 = np.empty_like(block_pot), np.empty_like(d2)
+        assert self.kpp.dot_potentials(X, sw, closest, x_sq, cand, owner, np.full(n, np.inf), gap,
+                                       all_pot, all_d2, full_rows, full_n, rpb, n_threads) == n
+        np.testing.assert_array_equal(full_rows, np.arange(n))
+        assert all_pot.tobytes() == full_pot.tobytes()
+        assert all_d2.tobytes() == full_d2.tobytes()
+        count = self.kpp.dot_potentials(X, sw, closest, x_sq, cand, owner, radius, gap,
+                                        block_pot, d2, rows, n_rows, rpb, n_threads)
+        self.counts.append(count)
+        assert block_pot.tobytes() == full_pot.tobytes()  # the unpruned potentials, bitwise
+        pos = np.concatenate([np.arange(b * rpb, b * rpb + c) for b, c in enumerate(n_rows)])
+        assert count == len(pos)
+        evaluated = rows[pos]
+        assert np.all(np.diff(evaluated) > 0)
+        assert d2[:, pos].tobytes() == full_d2[:, evaluated].tobytes()
+        # a skipped row: no candidate's computed D^2 is below its current one
+        skipped = np.setdiff1d(np.arange(n), evaluated)
+        assert np.all(full_d2[:, skipped] >= closest[skipped])
+        return count
+
+
+def _seed_checked(monkeypatch, kpp, X, sw, k, n_threads=2):
+    from fastkm import _kmeans
+
+    checked = _CheckedPruning(kpp)
+    monkeypatch.setattr(_kmeans, "_kmeanspp", checked)
+    monkeypatch.setattr(_kmeans, "_SEED_PRUNE_BELOW", 2.0)  # test rows at every step
+    centers, idx = _kmeans._kmeans_plusplus(X, k, sw, np.random.RandomState(0), None, n_threads)
+    monkeypatch.undo()
+    # the default schedule (pruning late steps only) draws the same centers
+    monkeypatch.setattr(_kmeans, "_kmeanspp", kpp)
+    plain_c, plain_idx = _kmeans._kmeans_plusplus(X, k, sw, np.random.RandomState(0), None,
+                                                  n_threads)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(plain_idx, idx)
+    assert plain_c.tobytes() == centers.tobytes()
+    return centers, idx, np.array(checked.counts)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pruned_seeding_on_separated_blobs(kernels, monkeypatch, dtype):
+    """Well-separated blobs: the pruning skips most rows once most blobs hold a
+    center, every step's potentials equal the unpruned kernel's bit for bit,
+    the centers are the brute-force greedy k-means++ ones, for any thread count."""
+    _, kpp = kernels
+    rng = np.random.RandomState(11)
+    d, blobs, per = 16, 40, 60
+    X = np.concatenate([c + rng.normal(size=(per, d)) for c in rng.uniform(-60, 60, (blobs, d))])
+    X = X[rng.permutation(len(X))].astype(dtype)
+    sw = rng.uniform(0.5, 2.0, size=len(X)).astype(dtype)
+    k = 40
+    centers, idx, counts = _seed_checked(monkeypatch, kpp, X, sw, k)
+    n = len(X)
+    assert counts[0] == n  # the first center
+    # the rows computed (whole chunks where most rows are needed): one blob's
+    # rows per uncovered blob, so fewer and fewer
+    assert counts[-10:].max() <= 0.3 * n
+    assert counts[-5:].mean() < 0.1 * n
+    for threads in (1, 3):
+        c2, idx2, counts2 = _seed_checked(monkeypatch, kpp, X, sw, k, threads)
+        np.testing.assert_array_equal(idx2, idx)
+        assert c2.tobytes() == centers.tobytes()
+        np.testing.assert_array_equal(counts2, counts)
+    np.testing.assert_array_equal(idx, greedy_kmeanspp_reference(X, sw, k, 0))
+    assert centers.tobytes() == X[idx].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pruned_seeding_skips_nothing_it_may_not(kernels, monkeypatch, dtype):
+    """Data far from the origin (the dot expansion's rounding dominates the
+    distances) and identical rows: no row may be skipped, and none is; every
+    step's potentials equal the unpruned kernel's."""
+    _, kpp = kernels
+    rng = np.random.RandomState(12)
+    scale = 1e-2 if dtype == np.float32 else 1e-7
+    X = (1e3 + scale * rng.normal(size=(1500, 12))).astype(dtype)
+    sw = np.ones(len(X), dtype=dtype)
+    centers, idx, counts = _seed_checked(monkeypatch, kpp, X, sw, 10)
+    np.testing.assert_array_equal(counts, len(X))
+    assert centers.tobytes() == X[idx].tobytes()
+    # one point repeated: every candidate is at distance 0 from every center
+    Y = np.repeat(rng.normal(size=(1, 12)), 900, axis=0).astype(dtype)
+    centers, idx, counts = _seed_checked(monkeypatch, kpp, Y, np.ones(len(Y), dtype), 3)
+    np.testing.assert_array_equal(counts, len(Y))
+    assert centers.tobytes() == Y[idx].tobytes()
+    # two points: rows on the first center keep D^2 = 0 and may be skipped
+    # (checked against the unpruned kernel at every step), the others may not
+    Y[::3] += 5.0
+    centers, idx, counts = _seed_checked(monkeypatch, kpp, Y, np.ones(len(Y), dtype), 3)
+    assert counts[0] == len(Y) and counts[1] >= 300
+    assert len({Y[i].tobytes() for i in idx[:2]}) == 2
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -276,7 +400,10 @@ def test_dot_seeding_kernel_rejects_too_many_candidates_and_seeding_falls_back()
     nb, rpb = _common.block_layout(len(X))
     with pytest.raises(ValueError, match="at most 16 candidates"):
         kmeanspp.dot_potentials(X, sw, np.full(len(X), np.inf), (X ** 2).sum(1), X[:17],
-                                np.empty((17, nb)), np.empty((17, len(X))), rpb, 1)
+                                np.zeros(len(X), dtype=np.int32), np.full(len(X), np.inf),
+                                np.zeros(1), np.empty((17, nb)), np.empty((17, len(X))),
+                                np.empty(len(X), dtype=np.int32), np.empty(nb, dtype=np.intp),
+                                rpb, 1)
     centers, idx = fastkm.kmeans_plusplus(X, 5, n_local_trials=20, random_state=0)
     np.testing.assert_array_equal(centers, X[idx])
     assert len(set(idx.tolist())) == 5
