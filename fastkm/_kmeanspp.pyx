@@ -13,7 +13,9 @@ from libc.float cimport DBL_MAX
 from libc.math cimport sqrt
 from libc.stdlib cimport free, malloc
 
-from fastkm._common cimport CHUNK, FASTKM_MADD, sq_dist_chunk_to_center, transpose_chunk
+from fastkm._common cimport (
+    CHUNK, FASTKM_MADD, prefetch_row, sq_dist_chunk_to_center, transpose_chunk,
+)
 
 
 cdef enum:
@@ -361,31 +363,14 @@ cdef double _mapped_block(
 # evaluating a row that could have been skipped changes nothing, so a chunk
 # where most rows are needed is evaluated whole, in order (streamed, not gathered).
 
-cdef extern from *:
-    """
-    #if defined(__GNUC__) || defined(__clang__)
-    #define FASTKM_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
-    #else
-    #define FASTKM_PREFETCH(p) ((void)0)
-    #endif
-    """
-    void FASTKM_PREFETCH(const void* p) noexcept nogil
-
-
 cdef inline void _prefetch_rows(
     const floating* X, const int* rows, Py_ssize_t count, Py_ssize_t d,
 ) noexcept nogil:
     # the evaluated rows are scattered: ask for their cache lines a few tiles
     # ahead (the hardware prefetchers follow streams, not lists)
-    cdef Py_ssize_t r, off, nbytes = d * sizeof(floating)
-    cdef const char* row
+    cdef Py_ssize_t r
     for r in range(count):
-        row = <const char*>(X + <Py_ssize_t>rows[r] * d)
-        off = 0
-        while off < nbytes:
-            FASTKM_PREFETCH(row + off)
-            off += 64
-        FASTKM_PREFETCH(row + nbytes - 1)
+        prefetch_row(X + <Py_ssize_t>rows[r] * d, d)
 
 
 cdef enum:
