@@ -459,6 +459,39 @@ cdef inline void _tile(
         _half_dots(p, d, ct + cg * d * 8, hn + cg * 8, out + cg * 64)
 
 
+cdef inline void _dense_rows(
+    const floating* out, Py_ssize_t n_groups, Py_ssize_t m, Py_ssize_t nr,
+    const double* xx, const double* closest, const floating* sw,  # at the group's first row
+    floating* d2, Py_ssize_t n,        # OUT d2 at (candidate 0, the group's first position)
+    double* s,                         # IN/OUT (8 lanes, 16 candidates) the lane sums
+) noexcept nogil:
+    # ||x||^2 + 2 (0.5 ||c||^2 - x.c), clipped at 0, in X's precision, and
+    # w min(D_i^2, D^2) added to lane r of each candidate: one row at a time,
+    # candidates as vector lanes (each (candidate, lane) sum still adds its rows
+    # in row order). Padding candidates fill sums that are never read.
+    cdef floating vv[16]
+    cdef double h, hv, c_, wi, xi
+    cdef Py_ssize_t r, t, g
+    for r in range(nr):
+        xi = xx[r]
+        c_ = closest[r]
+        wi = <double>sw[r]
+        for g in range(n_groups):
+            for t in range(8):
+                h = 2.0 * <double>out[g * 64 + r * 8 + t] + xi
+                vv[g * 8 + t] = <floating>(h if h > 0.0 else 0.0)
+                hv = <double>vv[g * 8 + t]
+                s[r * 16 + g * 8 + t] += wi * (hv if hv < c_ else c_)
+        for t in range(m):
+            d2[t * n + r] = vv[t]
+
+
+cdef inline double _lane_sum(const double* s, Py_ssize_t t) noexcept nogil:
+    # candidate t's potential from its 8 lane sums (lane-major layout)
+    return (((s[t] + s[16 + t]) + (s[32 + t] + s[48 + t]))
+            + ((s[64 + t] + s[80 + t]) + (s[96 + t] + s[112 + t])))
+
+
 cdef void _dot_block_all(
     const floating* X, const floating* sw, const double* closest, const double* xx,
     Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
@@ -482,18 +515,10 @@ cdef void _dot_block_all(
             # a short group re-reads its last row; only real rows are used
             p[r] = X + min(i0 + r, end - 1) * d
         _tile(p, d, ct, hn, n_groups, out)
-        for t in range(m):
-            for r in range(nr):
-                # ||x||^2 + 2 (0.5 ||c||^2 - x.c), clipped at 0, in X's precision
-                t2 = 2.0 * <double>out[(t >> 3) * 64 + r * 8 + (t & 7)] + xx[i0 + r]
-                v = <floating>(t2 if t2 > 0.0 else 0.0)
-                d2[t * n + i0 + r] = v
-                c_ = closest[i0 + r]
-                s[t * 8 + r] += <double>sw[i0 + r] * (v if v < c_ else c_)
+        _dense_rows(out, n_groups, m, nr, xx + i0, closest + i0, sw + i0, d2 + i0, n, s)
         i0 += nr
     for t in range(m):
-        pot[t * stride] = (((s[t * 8] + s[t * 8 + 1]) + (s[t * 8 + 2] + s[t * 8 + 3]))
-                           + ((s[t * 8 + 4] + s[t * 8 + 5]) + (s[t * 8 + 6] + s[t * 8 + 7])))
+        pot[t * stride] = _lane_sum(s, t)
 
 
 cdef Py_ssize_t _dot_block(
@@ -555,14 +580,8 @@ cdef Py_ssize_t _dot_block(
             _tile(p, d, ct, hn, n_groups, out)
             if dense:
                 i0 = c0 + g
-                for t in range(m):
-                    for r in range(nr):
-                        # ||x||^2 + 2 (0.5 ||c||^2 - x.c), clipped at 0, in X's precision
-                        h = 2.0 * <double>out[(t >> 3) * 64 + r * 8 + (t & 7)] + xx[i0 + r]
-                        v = <floating>(h if h > 0.0 else 0.0)
-                        d2[t * n + q0 + g + r] = v
-                        c_ = closest[i0 + r]
-                        s[t * 8 + r] += <double>sw[i0 + r] * (v if v < c_ else c_)
+                _dense_rows(out, n_groups, m, nr, xx + i0, closest + i0, sw + i0,
+                            d2 + q0 + g, n, s)
             else:
                 for r in range(nr):
                     i = rows[q0 + g + r]
@@ -581,7 +600,7 @@ cdef Py_ssize_t _dot_block(
             # in order: the unpruned kernel's sums, term for term
             for t in range(m):
                 for r in range(ROW_GROUP):
-                    lane[r] = s[t * 8 + r]
+                    lane[r] = s[r * 16 + t]
                 j = 0
                 while j + ROW_GROUP <= nc:
                     for r in range(ROW_GROUP):
@@ -590,12 +609,11 @@ cdef Py_ssize_t _dot_block(
                 for r in range(nc - j):
                     lane[r] += <double>sw[c0 + j + r] * cv[t * GATHER + j + r]
                 for r in range(ROW_GROUP):
-                    s[t * 8 + r] = lane[r]
+                    s[r * 16 + t] = lane[r]
         total += nq
         c0 += nc
     for t in range(m):
-        pot[t * stride] = (((s[t * 8] + s[t * 8 + 1]) + (s[t * 8 + 2] + s[t * 8 + 3]))
-                           + ((s[t * 8 + 4] + s[t * 8 + 5]) + (s[t * 8 + 6] + s[t * 8 + 7])))
+        pot[t * stride] = _lane_sum(s, t)
     return total
 
 
