@@ -467,19 +467,20 @@ BALL_MAX_BYTES = 32 << 20  # Exponion's packed ball lists (k x 16 x d) beyond th
 def _choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize=8, sorted_rows=False):
     """Resolve 'auto', and keep 'elkan' and 'exponion' within memory.
 
-    Measured with bench/algorithms.py (table in the README; 200k float32 blobs,
+    Measured with bench/algorithms.py (table in the README; float32 blobs,
     2 threads, to convergence from the same centers). With few features the
     rows are put in spatial order and Lloyd's tiles skip the centers their
-    bounding box rules out (``sorted_rows``): Lloyd is then fastest at d = 3
-    and 4 (0.031 / 0.041 s against Exponion's 0.057 / 0.053 s). From d = 6 up
-    Exponion is fastest (d = 6: 0.052 against Lloyd's 0.071 and Hamerly's
-    0.055 s; d = 8: 0.056 against 0.087 s for Hamerly; d = 32, k = 256: 0.212
-    against 0.323 s), and on unsorted rows everywhere but d = 3. Elkan
-    (explicit ``algorithm='elkan'``) won only with few samples, many features
-    and few centers (20k x 128, k = 64), so 'auto' never picks it; its n x k
-    bounds are used only below ELKAN_MAX_BYTES, and above, Hamerly gives the
-    same labels in O(n) memory. Exponion's ball lists are k x 16 x d values;
-    above BALL_MAX_BYTES Hamerly runs instead (same labels, no lists).
+    bounding box rules out (``sorted_rows``): Lloyd is then fastest up to d = 4
+    (d = 2, 3, 4: 0.033 / 0.028 / 0.043 s against Exponion's 0.066 / 0.056 /
+    0.053 s). From d = 6 up Exponion is fastest everywhere measured (d = 6:
+    0.063 s against Hamerly's 0.068 and Lloyd's 0.091 s; d = 32, k = 256: 0.182
+    against 0.298 and 0.740 s; 20k x 128, k = 64: 0.032 against 0.033 and
+    0.060 s). Unsorted rows (small n, 'random' or callable init): Lloyd only
+    at d = 3. Elkan (explicit ``algorithm='elkan'``) was slowest from d = 6 up
+    and needs n x k bounds, so 'auto' never picks it; they are used only below
+    ELKAN_MAX_BYTES, and above, Hamerly gives the same labels in O(n) memory.
+    Exponion's ball lists are k x 16 x d values; above BALL_MAX_BYTES Hamerly
+    runs instead (same labels, no lists).
     """
     ball_bytes = n_clusters * 16 * n_features * itemsize
     if algorithm == "auto":
