@@ -459,6 +459,53 @@ cdef inline void _tile(
         _half_dots(p, d, ct + cg * d * 8, hn + cg * 8, out + cg * 64)
 
 
+cdef extern from *:
+    """
+    /* The per-row epilogue of the seeding tile for 8 candidates, in GCC/Clang
+       vector types (the scalar loop compiles to compare-and-branch code):
+       D^2 = (float) max(2 h + xx, 0), and lane sum s += w * min(D^2, c). The
+       same operations per candidate as the scalar loop, so the same bits: 2 h
+       is exact, the max and min are selections, the conversions round the
+       same way, and s + w * m is contracted to an FMA exactly where the scalar
+       statement is (default -ffp-contract=fast on FMA targets). */
+    #if (defined(__GNUC__) && __GNUC__ >= 9) || defined(__clang__)
+    #define FASTKM_EPI 1
+    typedef float fastkm_ef8 __attribute__((vector_size(32), aligned(4)));
+    typedef double fastkm_ed8 __attribute__((vector_size(64), aligned(8)));
+    typedef long long fastkm_el8 __attribute__((vector_size(64), aligned(8)));
+    #define FASTKM_EPILOGUE8(NAME, T, VT)                                         \
+    static inline void NAME(const T* o, double xi, double c, double w, T* v,      \
+                            double* s) {                                          \
+        VT ov; fastkm_ed8 h, hv, sv, cv; fastkm_el8 keep;                         \
+        memcpy(&ov, o, sizeof(VT));                                               \
+        h = __builtin_convertvector(ov, fastkm_ed8) * 2.0 + xi;                   \
+        keep = h > 0.0;                                                           \
+        h = (fastkm_ed8)((fastkm_el8)h & keep);                                   \
+        ov = __builtin_convertvector(h, VT);                                      \
+        memcpy(v, &ov, sizeof(VT));                                               \
+        hv = __builtin_convertvector(ov, fastkm_ed8);                             \
+        cv = (fastkm_ed8){0} + c;                                                 \
+        keep = hv < cv;                                                           \
+        hv = (fastkm_ed8)(((fastkm_el8)hv & keep) | ((fastkm_el8)cv & ~keep));    \
+        memcpy(&sv, s, sizeof(sv));                                               \
+        sv = sv + w * hv;                                                         \
+        memcpy(s, &sv, sizeof(sv));                                               \
+    }
+    FASTKM_EPILOGUE8(fastkm_epilogue8_f, float, fastkm_ef8)
+    FASTKM_EPILOGUE8(fastkm_epilogue8_d, double, fastkm_ed8)
+    #else
+    #define FASTKM_EPI 0
+    #define fastkm_epilogue8_f(o, xi, c, w, v, s) ((void)0)
+    #define fastkm_epilogue8_d(o, xi, c, w, v, s) ((void)0)
+    #endif
+    """
+    bint FASTKM_EPI
+    void fastkm_epilogue8_f(const float* o, double xi, double c, double w, float* v,
+                            double* s) noexcept nogil
+    void fastkm_epilogue8_d(const double* o, double xi, double c, double w, double* v,
+                            double* s) noexcept nogil
+
+
 cdef inline void _dense_rows(
     const floating* out, Py_ssize_t n_groups, Py_ssize_t m, Py_ssize_t nr,
     const double* xx, const double* closest, const floating* sw,  # at the group's first row
@@ -477,6 +524,14 @@ cdef inline void _dense_rows(
         c_ = closest[r]
         wi = <double>sw[r]
         for g in range(n_groups):
+            if FASTKM_EPI:
+                if floating is float:
+                    fastkm_epilogue8_f(out + g * 64 + r * 8, xi, c_, wi, vv + g * 8,
+                                       s + r * 16 + g * 8)
+                else:
+                    fastkm_epilogue8_d(out + g * 64 + r * 8, xi, c_, wi, vv + g * 8,
+                                       s + r * 16 + g * 8)
+                continue
             for t in range(8):
                 h = 2.0 * <double>out[g * 64 + r * 8 + t] + xi
                 vv[g * 8 + t] = <floating>(h if h > 0.0 else 0.0)
