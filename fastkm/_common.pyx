@@ -370,6 +370,22 @@ cdef void _column_sums_block(
                 out[f] += t * t
 
 
+cdef _column_means(const floating[:, ::1] X, double[:, ::1] partial, double[::1] mean,
+                   Py_ssize_t rpb, int n_threads):
+    # float64 column sums over fixed row blocks (one row of ``partial`` each),
+    # merged in block order, over n: thread-count independent
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], nb = partial.shape[0], b, f, start, end
+    for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
+        start = b * rpb
+        end = min(n, start + rpb)
+        _column_sums_block(&X[0, 0], start, end, d, NULL, &partial[b, 0])
+    for b in range(nb):
+        for f in range(d):
+            mean[f] += partial[b, f]
+    for f in range(d):
+        mean[f] /= n
+
+
 def mean_variance(const floating[:, ::1] X, int n_threads):
     """Column means and the mean of the column variances of X (as ``np.var(X,
     axis=0).mean()``), in float64: two passes over fixed row blocks, merged in
@@ -382,15 +398,7 @@ def mean_variance(const floating[:, ::1] X, int n_threads):
     cdef double var = 0.0
     if n == 0:
         return np.asarray(mean), 0.0
-    for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
-        start = b * rpb
-        end = min(n, start + rpb)
-        _column_sums_block(&X[0, 0], start, end, d, NULL, &partial[b, 0])
-    for b in range(nb):
-        for f in range(d):
-            mean[f] += partial[b, f]
-    for f in range(d):
-        mean[f] /= n
+    _column_means(X, partial, mean, rpb, n_threads)
     for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
         start = b * rpb
         end = min(n, start + rpb)
@@ -405,27 +413,19 @@ def mean_variance(const floating[:, ::1] X, int n_threads):
 def centre_columns(const floating[:, ::1] X, floating[:, ::1] out, int n_threads):
     """``out = X - mean`` with the column means of X rounded to X's dtype (the
     subtraction NumPy's ``X - mean.astype(X.dtype)`` does), in parallel; ``out``
-    may be X itself. The means are float64 sums over fixed row blocks, merged in
-    block order (thread-count independent); returns them (float64)."""
+    may be X itself. The means are mean_variance's (float64, fixed row blocks,
+    thread-count independent); returns them."""
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], b, f, i, start, end
     if out.shape[0] != n or out.shape[1] != d:
         raise ValueError("out must have X's shape")
     n_blocks, rows_per_block = block_layout(n)
     cdef Py_ssize_t nb = n_blocks, rpb = rows_per_block
-    cdef double[:, ::1] partial = np.empty((nb, d))
     mean_arr = np.zeros(d)
     cdef double[::1] mean = mean_arr
+    cdef double[:, ::1] partial = np.empty((nb, d))
     if n == 0:
         return mean_arr
-    for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
-        start = b * rpb
-        end = min(n, start + rpb)
-        _column_sums_block(&X[0, 0], start, end, d, NULL, &partial[b, 0])
-    for b in range(nb):
-        for f in range(d):
-            mean[f] += partial[b, f]
-    for f in range(d):
-        mean[f] /= n
+    _column_means(X, partial, mean, rpb, n_threads)
     cdef floating[::1] m = mean_arr.astype(np.asarray(X).dtype)
     for b in prange(nb, nogil=True, schedule="static", num_threads=n_threads):
         start = b * rpb

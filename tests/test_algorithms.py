@@ -195,3 +195,27 @@ def test_exponion_many_clusters_and_duplicate_centers(dtype):
     np.testing.assert_array_equal(got.labels_, ref.labels_)
     assert got.n_iter_ == ref.n_iter_
     assert got.cluster_centers_.tobytes() == ref.cluster_centers_.tobytes()
+
+
+def test_exponion_kernel_rejects_ball_lists_of_other_centers():
+    """hamerly_iter with ball lists whose shape does not match the centers: a
+    ValueError, and the labels and bounds are left as they were."""
+    from fastkm._dispatch import hamerly
+    from fastkm._kmeans import _LloydBuffers, _center_sq_distances
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(500, 6))
+    C = X[:10].copy()
+    ball, beyond, half_sep = hamerly.ball_tables(_center_sq_distances(C[:8]))
+    labels = np.zeros(500, dtype=np.int32)
+    upper = np.full(500, 1.0)
+    lower = np.zeros(500)
+    buf = _LloydBuffers(500, 10, 6)
+    before = (labels.copy(), upper.copy(), lower.copy())
+    with pytest.raises(ValueError, match="ball_tables of these centers"):
+        hamerly.hamerly_iter(X, np.ones(500), C, np.ones(10), np.zeros(10), False, upper,
+                             lower, buf.block_sums, buf.block_weights, buf.block_changed,
+                             buf.sums, buf.weights, labels, buf.rows_per_block, 1,
+                             ball=ball, beyond=beyond)
+    for a, b in zip(before, (labels, upper, lower)):
+        np.testing.assert_array_equal(a, b)
