@@ -163,6 +163,8 @@ setup(
         extensions,
         compiler_directives=directives,
         annotate=_flag("FASTKM_ANNOTATE"),
+        # translate the 15 modules in parallel (the ISA variants repeat their kernel's work)
+        nthreads=0 if sys.platform == "win32" else (os.cpu_count() or 1),
         include_path=["."],
         # a debug build must never reuse C files generated without checks (or vice versa)
         force=True,
