@@ -11,6 +11,12 @@ final E-step), and the speed-up over one thread.
 Part 2: the default fit, ``KMeans(256, random_state=0)`` (k-means++ seeding,
 ``algorithm='auto'``, tol=1e-4), against scikit-learn's defaults.
 
+Part 3 (``--ceiling``): what the machine allows. P independent processes, one
+thread each, run the part 1 fit at once on their own n/P_max rows (together the
+data of part 1); throughput = P * t(1 process) / t(P processes). A program with
+no serial part and no shared state scales this far, no further (clock drop with
+more busy cores, shared caches and memory bandwidth, SMT siblings).
+
 Every fastkm result is checked to be bitwise identical for every thread count.
 """
 import argparse
@@ -21,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from fastkm import KMeans, show_config
+from fastkm import KMeans, kmeans_plusplus, show_config
 
 
 def _timed(make, X):
@@ -41,6 +47,9 @@ def main(argv=None):
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--no-default-fit", action="store_true",
                     help="skip part 2 (default fits, slow for scikit-learn on one thread)")
+    ap.add_argument("--no-sklearn", action="store_true", help="time fastkm alone")
+    ap.add_argument("--ceiling", action="store_true",
+                    help="part 3: throughput of independent one-thread processes")
     args = ap.parse_args(argv)
     if args.iterations < 2:
         ap.error("--iterations must be at least 2")
@@ -57,6 +66,8 @@ def main(argv=None):
         from sklearn.cluster import KMeans as SKKMeans
         from threadpoolctl import threadpool_limits
     except ImportError:
+        SKKMeans = None
+    if args.no_sklearn:
         SKKMeans = None
     I = args.iterations
 
@@ -101,9 +112,9 @@ def main(argv=None):
         return 0
     print("\nDefault fit: KMeans(256, random_state=0) on the same data (k-means++, "
           "algorithm='auto', tol=1e-4)\n")
-    print("| threads | fastkm s | speed-up | n_iter | sklearn s | speed-up | n_iter | "
-          "fastkm vs sklearn | inertia fastkm / sklearn |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| threads | fastkm s | speed-up | of which seeding s | seeding speed-up | n_iter | "
+          "sklearn s | speed-up | n_iter | fastkm vs sklearn | inertia fastkm / sklearn |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     base, ref = {}, None
     for t in threads:
         tf, km = _timed(lambda: KMeans(256, random_state=0, n_threads=t), X)
@@ -111,8 +122,14 @@ def main(argv=None):
         if not ok:
             print(f"fastkm's default fit differs with {t} threads", file=sys.stderr)
             return 1
+        t0 = time.perf_counter()
+        kmeans_plusplus(X, 256, random_state=np.random.RandomState(0).randint(2**31 - 1),
+                        n_threads=t)
+        ts = time.perf_counter() - t0
         base.setdefault("fastkm", tf)
-        row = [str(t), f"{tf:.3f}", f"{base['fastkm'] / tf:.2f}x", str(km.n_iter_)]
+        base.setdefault("seeding", ts)
+        row = [str(t), f"{tf:.3f}", f"{base['fastkm'] / tf:.2f}x", f"{ts:.3f}",
+               f"{base['seeding'] / ts:.2f}x", str(km.n_iter_)]
         if SKKMeans is not None:
             with threadpool_limits(limits=t):
                 ts, sk = _timed(lambda: SKKMeans(256, random_state=0), X)
@@ -122,6 +139,59 @@ def main(argv=None):
         else:
             row += ["-"] * 5
         print("| " + " | ".join(row) + " |", flush=True)
+
+    if args.ceiling:
+        return _ceiling(X, C0, threads, I)
+    return 0
+
+
+def _ceiling_worker(path, part, n_parts, iterations, barrier, results):
+    warnings.filterwarnings("ignore", message="Number of distinct clusters")
+    X = np.load(os.path.join(path, "X.npy"), mmap_mode="r")
+    rows = X.shape[0] // n_parts
+    X = np.array(X[part * rows:(part + 1) * rows])
+    C0 = np.load(os.path.join(path, "C0.npy"))
+
+    def fit(m):
+        t0 = time.perf_counter()
+        KMeans(256, init=C0, n_init=1, max_iter=m, tol=0, algorithm="lloyd", n_threads=1).fit(X)
+        return time.perf_counter() - t0
+
+    fit(1)
+    barrier.wait()
+    t1 = fit(1)
+    tI = fit(iterations)
+    results.put((tI - t1) / (iterations - 1))
+
+
+def _ceiling(X, C0, threads, iterations):
+    import multiprocessing as mp
+    import tempfile
+
+    n_parts = max(threads)
+    print(f"\nCeiling: P processes at once, one thread each, each on its own "
+          f"{X.shape[0] // n_parts:,} rows (k=256, {iterations} Lloyd iterations)\n")
+    print("| processes | marginal ms/iter per process | throughput vs 1 process |")
+    print("|---|---|---|")
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory() as path:
+        np.save(os.path.join(path, "X.npy"), X)
+        np.save(os.path.join(path, "C0.npy"), C0)
+        one = None
+        for p in threads:
+            barrier, results = ctx.Barrier(p), ctx.Queue()
+            procs = [ctx.Process(target=_ceiling_worker,
+                                 args=(path, i, n_parts, iterations, barrier, results))
+                     for i in range(p)]
+            for proc in procs:
+                proc.start()
+            times = [results.get() for _ in procs]
+            for proc in procs:
+                proc.join()
+            per = max(times)
+            one = per if one is None else one
+            print(f"| {p} | {per * 1e3:.2f} (mean {np.mean(times) * 1e3:.2f}) | "
+                  f"{p * one / per:.2f}x |", flush=True)
     return 0
 
 

@@ -314,8 +314,8 @@ class _LloydStep:
 
     def __call__(self, X, sample_weight, centers, labels, buf, first, n_threads):
         return _lloyd.lloyd_iter(
-            X, sample_weight, centers, buf.block_sums, buf.block_weights, buf.block_changed,
-            buf.sums, buf.weights, labels, buf.rows_per_block, n_threads, self.prune, self.xt,
+            X, sample_weight, centers, buf.block_sums, buf.block_weights, buf.sums, buf.weights,
+            labels, buf.rows_per_block, n_threads, self.prune, self.xt,
         )
 
     def centers_moved(self, old, new):

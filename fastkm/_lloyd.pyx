@@ -88,30 +88,32 @@ cdef inline void _assign_chunk(
         argmin_chunk_direct(tile, rows, d, centers, k, best, lab, acc)
 
 
-cdef Py_ssize_t _lloyd_block(
-    const floating* X, const floating* sw, Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
+cdef Py_ssize_t _assign_chunk_count(
+    const floating* X, Py_ssize_t chunk_index, Py_ssize_t rows, Py_ssize_t d,
     const floating* centers, const floating* centers_t, const floating* half_cnorm,
     Py_ssize_t k, Py_ssize_t n_tiles, bint use_dot,
-    int* labels, double* sums, double* weights,
-    floating* xt, floating* best, floating* acc, int* lab, Pruning* prune,
+    int* labels, floating* xt, floating* best, floating* acc, int* lab, Pruning* prune,
 ) noexcept nogil:
-    """Assign rows [start, end) and add their weighted sums into one block's buffers."""
-    cdef Py_ssize_t c0, rows, i, changed = 0
+    """Assign one chunk's rows; store their labels and return how many changed."""
+    cdef Py_ssize_t i, changed = 0
     cdef int l
+    _assign_chunk(X, chunk_index, rows, d, centers, centers_t, half_cnorm, k, n_tiles, use_dot,
+                  xt, best, acc, lab, prune)
+    for i in range(rows):
+        l = lab[i]
+        changed += l != labels[i]
+        labels[i] = l
+    return changed
+
+
+cdef void _sum_block(
+    const floating* X, const floating* sw, const int* labels, Py_ssize_t start, Py_ssize_t end,
+    Py_ssize_t k, Py_ssize_t d, double* sums, double* weights,
+) noexcept nogil:
+    """One block's weighted sums per label, rows in order."""
     memset(sums, 0, k * d * sizeof(double))
     memset(weights, 0, k * sizeof(double))
-    c0 = start
-    while c0 < end:
-        rows = min(<Py_ssize_t>CHUNK, end - c0)
-        _assign_chunk(X + c0 * d, c0 // CHUNK, rows, d, centers, centers_t, half_cnorm, k,
-                      n_tiles, use_dot, xt, best, acc, lab, prune)
-        for i in range(rows):
-            l = lab[i]
-            changed += l != labels[c0 + i]
-            labels[c0 + i] = l
-        c0 += rows
     accumulate_rows(X, sw, labels, start, end, d, sums, weights)
-    return changed
 
 
 def lloyd_iter(
@@ -120,7 +122,6 @@ def lloyd_iter(
     const floating[:, ::1] centers,        # IN  (n_clusters, n_features)
     double[:, :, ::1] block_sums,          # scratch (n_blocks, n_clusters, n_features)
     double[:, ::1] block_weights,          # scratch (n_blocks, n_clusters)
-    Py_ssize_t[::1] block_changed,         # scratch (n_blocks,)
     double[:, ::1] sums,                   # OUT (n_clusters, n_features)
     double[::1] weights,                   # OUT (n_clusters,)
     int[::1] labels,                       # IN/OUT (n_samples,)
@@ -136,7 +137,7 @@ def lloyd_iter(
     X : ndarray of shape (n_samples, n_features), float32 or float64, C-contiguous
     sample_weight : ndarray of shape (n_samples,), same dtype as X
     centers : ndarray of shape (n_clusters, n_features), same dtype as X
-    block_sums, block_weights, block_changed : float64 / intp scratch, one row per
+    block_sums, block_weights : float64 scratch, one row per
         block of ``rows_per_block`` samples (see ``block_layout``)
     sums : float64 ndarray of shape (n_clusters, n_features)
         Weighted sum of the samples nearest to each center.
@@ -155,7 +156,9 @@ def lloyd_iter(
         Number of samples whose label changed.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], k = centers.shape[0]
-    cdef Py_ssize_t n_blocks = block_sums.shape[0], b, j, f, start, end
+    cdef Py_ssize_t n_blocks = block_sums.shape[0], b, start, end
+    cdef Py_ssize_t n_chunks = (n + CHUNK - 1) // CHUNK, ch
+    cdef Py_ssize_t[::1] chunk_changed = np.empty(n_chunks, dtype=np.intp)
     cdef bint use_dot = d > DIRECT_MAX_D
     cdef floating[:, ::1] centers_t
     cdef floating[::1] half_cnorm
@@ -177,30 +180,38 @@ def lloyd_iter(
     cdef const void* pre = NULL
     if xt_all is not None and not use_dot:
         pre = &xt_all[0, 0, 0]
+    # Two phases in one parallel region. Labels: one chunk (CHUNK rows) at a
+    # time, handed out dynamically, so that threads on slower or busier cores
+    # take fewer (the work is nearly all here). Sums: per reduction block, rows
+    # in order (the fixed layout behind thread-count independent bits); X's
+    # rows are read a second time there, at a small fraction of the cost.
     with nogil, parallel(num_threads=n_threads):
         xt = <floating*> malloc(CHUNK * d * sizeof(floating))
         best = <floating*> malloc(CHUNK * sizeof(floating))
         acc = <floating*> malloc(max(<Py_ssize_t>CHUNK, k) * sizeof(floating))
         lab = <int*> malloc(CHUNK * sizeof(int))
         pr = _pruning_new(prune, k, d, sizeof(floating), &cent_t[0, 0], pre)
-        for b in prange(n_blocks, schedule="dynamic"):
-            start = b * rows_per_block
-            end = min(n, start + rows_per_block)
-            block_changed[b] = _lloyd_block(
-                &X[0, 0], &sample_weight[0], start, end, d,
+        for ch in prange(n_chunks, schedule="dynamic"):
+            start = ch * CHUNK
+            chunk_changed[ch] = _assign_chunk_count(
+                &X[start, 0], ch, min(<Py_ssize_t>CHUNK, n - start), d,
                 &centers[0, 0], &centers_t[0, 0], &half_cnorm[0], k, n_tiles, use_dot,
-                &labels[0], &block_sums[b, 0, 0], &block_weights[b, 0],
-                xt, best, acc, lab, pr,
+                &labels[start], xt, best, acc, lab, pr,
             )
         free(xt)
         free(best)
         free(acc)
         free(lab)
         _pruning_free(pr)
+        for b in prange(n_blocks, schedule="dynamic"):
+            start = b * rows_per_block
+            end = min(n, start + rows_per_block)
+            _sum_block(&X[0, 0], &sample_weight[0], &labels[0], start, end, k, d,
+                       &block_sums[b, 0, 0], &block_weights[b, 0])
 
     merge_blocks(block_sums, block_weights, sums, weights, n_threads)
 
-    return sum_changed(&block_changed[0], n_blocks)
+    return sum_changed(&chunk_changed[0], n_chunks)
 
 
 def assign_labels(
@@ -242,7 +253,7 @@ def assign_labels(
         best = <floating*> malloc(CHUNK * sizeof(floating))
         acc = <floating*> malloc(max(<Py_ssize_t>CHUNK, k) * sizeof(floating))
         pr = _pruning_new(prune, k, d, sizeof(floating), &cent_t[0, 0], pre)
-        for ch in prange(n_chunks, schedule="static"):
+        for ch in prange(n_chunks, schedule="dynamic"):
             start = ch * CHUNK
             rows = min(<Py_ssize_t>CHUNK, n - start)
             _assign_chunk(&X[start, 0], ch, rows, d, &centers[0, 0], &centers_t[0, 0],

@@ -82,7 +82,7 @@ def test_pruned_lloyd_pass_is_bitwise_the_direct_pass(d, dtype):
         labels = np.full(n, -1, dtype=np.int32)
         sums, weights = np.empty((k, d)), np.empty(k)
         lloyd.lloyd_iter(X, sw, C, np.empty((nb, k, d)), np.empty((nb, k)),
-                         np.empty(nb, dtype=np.intp), sums, weights, labels, rpb, threads,
+                         sums, weights, labels, rpb, threads,
                          prune, tiles)
         assigned = np.empty(n, dtype=np.int32)
         lloyd.assign_labels(X, C, assigned, threads, prune, tiles)

@@ -35,8 +35,7 @@ def lloyd_step(lloyd, X, sw, C, labels, n_threads=2):
     sums = np.empty((k, d))
     weights = np.empty(k)
     changed = lloyd.lloyd_iter(
-        X, sw, C, np.empty((nb, k, d)), np.empty((nb, k)), np.empty(nb, dtype=np.intp),
-        sums, weights, labels, rpb, n_threads,
+        X, sw, C, np.empty((nb, k, d)), np.empty((nb, k)), sums, weights, labels, rpb, n_threads,
     )
     return changed, sums, weights
 

@@ -77,8 +77,7 @@ def test_kernels_release_the_gil():
     nb, rpb = _common.block_layout(n, k, d)
     labels = np.full(n, -1, dtype=np.int32)
     sw = np.ones(n)
-    bufs = (np.empty((nb, k, d)), np.empty((nb, k)), np.empty(nb, dtype=np.intp),
-            np.empty((k, d)), np.empty(k))
+    bufs = (np.empty((nb, k, d)), np.empty((nb, k)), np.empty((k, d)), np.empty(k))
     counter = [0]
     stop = threading.Event()
     started = threading.Event()
