@@ -545,7 +545,8 @@ cdef inline void _tile(
 
 cdef extern from *:
     """
-    /* The per-row epilogue of the seeding tile for 8 candidates, in GCC/Clang
+    /* The per-row epilogue of the seeding tile for 8 candidates of float64 data
+       (float32 has fastkm_epi_rows8_f), in GCC/Clang
        vector types (the scalar loop compiles to compare-and-branch code):
        D^2 = (float) max(2 h + xx, 0), and lane sum s += w * min(D^2, c). The
        same operations per candidate as the scalar loop, so the same bits: 2 h
@@ -554,7 +555,6 @@ cdef extern from *:
        statement is (default -ffp-contract=fast on FMA targets). */
     #if (defined(__GNUC__) && __GNUC__ >= 9) || defined(__clang__)
     #define FASTKM_EPI 1
-    typedef float fastkm_ef8 __attribute__((vector_size(32), aligned(4)));
     typedef double fastkm_ed8 __attribute__((vector_size(64), aligned(8)));
     typedef long long fastkm_el8 __attribute__((vector_size(64), aligned(8)));
     #define FASTKM_EPILOGUE8(NAME, T, VT)                                         \
@@ -575,60 +575,153 @@ cdef extern from *:
         sv = sv + w * hv;                                                         \
         memcpy(s, &sv, sizeof(sv));                                               \
     }
-    FASTKM_EPILOGUE8(fastkm_epilogue8_f, float, fastkm_ef8)
     FASTKM_EPILOGUE8(fastkm_epilogue8_d, double, fastkm_ed8)
     #else
     #define FASTKM_EPI 0
-    #define fastkm_epilogue8_f(o, xi, c, w, v, s) ((void)0)
     #define fastkm_epilogue8_d(o, xi, c, w, v, s) ((void)0)
     #endif
     """
     bint FASTKM_EPI
-    void fastkm_epilogue8_f(const float* o, double xi, double c, double w, float* v,
-                            double* s) noexcept nogil
     void fastkm_epilogue8_d(const double* o, double xi, double c, double w, double* v,
                             double* s) noexcept nogil
+
+
+cdef extern from *:
+    """
+    /* The seeding epilogue for float32 data with the rows as vector lanes: the
+       8 x 8 tile (rows x candidates) is transposed in registers, then each
+       candidate's 8 rows go through the scalar loop's operations at once:
+       D^2 = (float) max(2 h + xx, 0) (2 h is exact, so fma(2, h, xx) rounds as
+       the scalar 2 h + xx), stored as 8 consecutive floats of d2, and the lane
+       sums s[t][r] = fma(w, min(D^2, closest), s[t][r]) (contracted as the
+       scalar statement is on FMA targets). MAXPD/MINPD return their second
+       operand on NaN or equal zeros: exactly the scalar selections h > 0 ? h : 0
+       and v < c ? v : c. Only the m real candidates are computed. */
+    #if defined(__AVX__) && defined(__FMA__) && (defined(__GNUC__) || defined(__clang__))
+    #include <immintrin.h>
+    #define FASTKM_EPI_T 1
+    static inline void fastkm_transpose8(__m256* r) {
+        __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+        __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+        r[0] = _mm256_permute2f128_ps(s0, s4, 0x20); r[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+        r[2] = _mm256_permute2f128_ps(s2, s6, 0x20); r[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+        r[4] = _mm256_permute2f128_ps(s0, s4, 0x31); r[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+        r[6] = _mm256_permute2f128_ps(s2, s6, 0x31); r[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+    }
+    static inline void fastkm_epi_rows8_f(const float* out, Py_ssize_t m, const double* xx,
+                                          const double* cl, const float* sw, float* d2,
+                                          Py_ssize_t n, double* s) {
+        __m256 t[8];
+        Py_ssize_t j;
+        for (j = 0; j < 8; j++) t[j] = _mm256_loadu_ps(out + 8 * j);
+        fastkm_transpose8(t);
+    #if defined(__AVX512F__)
+        __m512d xi = _mm512_loadu_pd(xx), c = _mm512_loadu_pd(cl);
+        __m512d w = _mm512_cvtps_pd(_mm256_loadu_ps(sw)), z = _mm512_setzero_pd();
+        __m512d two = _mm512_set1_pd(2.0), h;
+        __m256 v;
+        for (j = 0; j < m; j++) {
+            h = _mm512_max_pd(_mm512_fmadd_pd(two, _mm512_cvtps_pd(t[j]), xi), z);
+            v = _mm512_cvtpd_ps(h);
+            _mm256_storeu_ps(d2 + j * n, v);
+            h = _mm512_min_pd(_mm512_cvtps_pd(v), c);
+            _mm512_storeu_pd(s + 8 * j, _mm512_fmadd_pd(w, h, _mm512_loadu_pd(s + 8 * j)));
+        }
+    #else
+        __m256d xl = _mm256_loadu_pd(xx), xh = _mm256_loadu_pd(xx + 4);
+        __m256d cl4 = _mm256_loadu_pd(cl), ch4 = _mm256_loadu_pd(cl + 4);
+        __m128 w4l = _mm_loadu_ps(sw), w4h = _mm_loadu_ps(sw + 4);
+        __m256d wl = _mm256_cvtps_pd(w4l), wh = _mm256_cvtps_pd(w4h), z = _mm256_setzero_pd();
+        __m256d two = _mm256_set1_pd(2.0), hl, hh;
+        __m128 vl, vh;
+        for (j = 0; j < m; j++) {
+            hl = _mm256_max_pd(_mm256_fmadd_pd(two, _mm256_cvtps_pd(_mm256_castps256_ps128(t[j])), xl), z);
+            hh = _mm256_max_pd(_mm256_fmadd_pd(two, _mm256_cvtps_pd(_mm256_extractf128_ps(t[j], 1)), xh), z);
+            vl = _mm256_cvtpd_ps(hl);
+            vh = _mm256_cvtpd_ps(hh);
+            _mm_storeu_ps(d2 + j * n, vl);
+            _mm_storeu_ps(d2 + j * n + 4, vh);
+            hl = _mm256_min_pd(_mm256_cvtps_pd(vl), cl4);
+            hh = _mm256_min_pd(_mm256_cvtps_pd(vh), ch4);
+            _mm256_storeu_pd(s + 8 * j, _mm256_fmadd_pd(wl, hl, _mm256_loadu_pd(s + 8 * j)));
+            _mm256_storeu_pd(s + 8 * j + 4, _mm256_fmadd_pd(wh, hh, _mm256_loadu_pd(s + 8 * j + 4)));
+        }
+    #endif
+    }
+    #else
+    #define FASTKM_EPI_T 0
+    #define fastkm_epi_rows8_f(out, m, xx, cl, sw, d2, n, s) ((void)0)
+    #endif
+    """
+    bint FASTKM_EPI_T
+    void fastkm_epi_rows8_f(const float* out, Py_ssize_t m, const double* xx, const double* cl,
+                            const float* sw, float* d2, Py_ssize_t n, double* s) noexcept nogil
 
 
 cdef inline void _dense_rows(
     const floating* out, Py_ssize_t n_groups, Py_ssize_t m, Py_ssize_t nr,
     const double* xx, const double* closest, const floating* sw,  # at the group's first row
     floating* d2, Py_ssize_t n,        # OUT d2 at (candidate 0, the group's first position)
-    double* s,                         # IN/OUT (8 lanes, 16 candidates) the lane sums
+    double* s,                         # IN/OUT (8 lanes x 16 candidates) the lane sums
 ) noexcept nogil:
     # ||x||^2 + 2 (0.5 ||c||^2 - x.c), clipped at 0, in X's precision, and
-    # w min(D_i^2, D^2) added to lane r of each candidate: one row at a time,
-    # candidates as vector lanes (each (candidate, lane) sum still adds its rows
-    # in row order). Padding candidates fill sums that are never read.
+    # w min(D_i^2, D^2) added to lane r of each candidate (each (candidate,
+    # lane) sum adds its rows in row order, whichever way it is vectorised).
+    # float32: rows as vector lanes (fastkm_epi_rows8_f) for full groups, sums
+    # candidate-major; float64: candidates as vector lanes, sums lane-major (see
+    # _sum_layout). Padding candidates fill sums that are never read.
     cdef floating vv[16]
     cdef double h, hv, c_, wi, xi
-    cdef Py_ssize_t r, t, g
+    cdef Py_ssize_t r, t, g, sr, st
+    if floating is float:
+        if FASTKM_EPI_T and nr == ROW_GROUP:
+            for g in range(n_groups):
+                fastkm_epi_rows8_f(out + g * 64, min(<Py_ssize_t>8, m - g * 8), xx, closest, sw,
+                                   d2 + g * 8 * n, n, s + g * 64)
+            return
+    _sum_layout(out, &sr, &st)
     for r in range(nr):
         xi = xx[r]
         c_ = closest[r]
         wi = <double>sw[r]
         for g in range(n_groups):
-            if FASTKM_EPI:
-                if floating is float:
-                    fastkm_epilogue8_f(out + g * 64 + r * 8, xi, c_, wi, vv + g * 8,
-                                       s + r * 16 + g * 8)
-                else:
+            if floating is double:
+                if FASTKM_EPI:
                     fastkm_epilogue8_d(out + g * 64 + r * 8, xi, c_, wi, vv + g * 8,
                                        s + r * 16 + g * 8)
-                continue
+                    continue
             for t in range(8):
                 h = 2.0 * <double>out[g * 64 + r * 8 + t] + xi
                 vv[g * 8 + t] = <floating>(h if h > 0.0 else 0.0)
                 hv = <double>vv[g * 8 + t]
-                s[r * 16 + g * 8 + t] += wi * (hv if hv < c_ else c_)
+                s[r * sr + (g * 8 + t) * st] += wi * (hv if hv < c_ else c_)
         for t in range(m):
             d2[t * n + r] = vv[t]
 
 
-cdef inline double _lane_sum(const double* s, Py_ssize_t t) noexcept nogil:
-    # candidate t's potential from its 8 lane sums (lane-major layout)
-    return (((s[t] + s[16 + t]) + (s[32 + t] + s[48 + t]))
-            + ((s[64 + t] + s[80 + t]) + (s[96 + t] + s[112 + t])))
+cdef inline void _sum_layout(const floating* tag, Py_ssize_t* sr, Py_ssize_t* st) noexcept nogil:
+    # where the lane sums keep lane r of candidate t: s[r * sr + t * st]. Rows
+    # as vector lanes (float32) want a candidate's 8 lanes together; candidates
+    # as lanes (float64) want a lane's 16 candidates together.
+    if floating is float:
+        sr[0] = 1
+        st[0] = 8
+    else:
+        sr[0] = 16
+        st[0] = 1
+
+
+cdef inline double _lane_sum(const double* s, Py_ssize_t t, Py_ssize_t sr, Py_ssize_t st) noexcept nogil:
+    # candidate t's potential from its 8 lane sums, in one fixed order
+    cdef const double* q = s + t * st
+    return (((q[0] + q[sr]) + (q[2 * sr] + q[3 * sr]))
+            + ((q[4 * sr] + q[5 * sr]) + (q[6 * sr] + q[7 * sr])))
 
 
 cdef void _dot_block_all(
@@ -642,9 +735,10 @@ cdef void _dot_block_all(
     cdef floating out[128]
     cdef double s[16 * 8]
     cdef const floating* p[8]
-    cdef Py_ssize_t i0, r, t, nr
+    cdef Py_ssize_t i0, r, t, nr, sr, st
     cdef double c_, t2
     cdef floating v
+    _sum_layout(X, &sr, &st)
     for t in range(16 * 8):
         s[t] = 0.0
     i0 = start
@@ -657,7 +751,7 @@ cdef void _dot_block_all(
         _dense_rows(out, n_groups, m, nr, xx + i0, closest + i0, sw + i0, d2 + i0, n, s)
         i0 += nr
     for t in range(m):
-        pot[t * stride] = _lane_sum(s, t)
+        pot[t * stride] = _lane_sum(s, t, sr, st)
 
 
 cdef Py_ssize_t _dot_block(
@@ -677,11 +771,12 @@ cdef Py_ssize_t _dot_block(
     cdef double cr[8]
     cdef Py_ssize_t jr[8]
     cdef const floating* p[8]
-    cdef Py_ssize_t c0, nc, i, i0, j, g, r, t, nr, q0, nq, total = 0
+    cdef Py_ssize_t c0, nc, i, i0, j, g, r, t, nr, q0, nq, total = 0, sr, st
     cdef double c_, h
     cdef floating v
     cdef int e
     cdef bint dense
+    _sum_layout(X, &sr, &st)
     for t in range(16 * 8):
         s[t] = 0.0
     c0 = start
@@ -739,7 +834,7 @@ cdef Py_ssize_t _dot_block(
             # in order: the unpruned kernel's sums, term for term
             for t in range(m):
                 for r in range(ROW_GROUP):
-                    lane[r] = s[r * 16 + t]
+                    lane[r] = s[r * sr + t * st]
                 j = 0
                 while j + ROW_GROUP <= nc:
                     for r in range(ROW_GROUP):
@@ -748,11 +843,11 @@ cdef Py_ssize_t _dot_block(
                 for r in range(nc - j):
                     lane[r] += <double>sw[c0 + j + r] * cv[t * GATHER + j + r]
                 for r in range(ROW_GROUP):
-                    s[r * 16 + t] = lane[r]
+                    s[r * sr + t * st] = lane[r]
         total += nq
         c0 += nc
     for t in range(m):
-        pot[t * stride] = _lane_sum(s, t)
+        pot[t * stride] = _lane_sum(s, t, sr, st)
     return total
 
 
