@@ -7,6 +7,7 @@ result is bitwise identical whatever the number of threads.
 """
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.math cimport isfinite
 
 import numpy as np
 
@@ -453,3 +454,52 @@ def center_sq_distances(const double[:, ::1] C, int n_threads=1):
                 t = Ct[f, j] - C[i, f]
                 out[i, j] += t * t
     return np.asarray(out)
+
+
+def row_sq_norms(const floating[:, ::1] X, int n_threads=1):
+    """||x||^2 of every row, in float64.
+
+    Each row's features are added in a fixed order into four partial sums
+    (feature f into sum f % 4), combined as (s0 + s1) + (s2 + s3): one row, one
+    thread, so the same bits for any thread count.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], i, f
+    cdef double[::1] out = np.empty(n)
+    cdef double s0, s1, s2, s3, v
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        f = 0
+        while f + 4 <= d:
+            v = X[i, f]
+            s0 = s0 + v * v
+            v = X[i, f + 1]
+            s1 = s1 + v * v
+            v = X[i, f + 2]
+            s2 = s2 + v * v
+            v = X[i, f + 3]
+            s3 = s3 + v * v
+            f = f + 4
+        if f < d:
+            v = X[i, f]
+            s0 = s0 + v * v
+        if f + 1 < d:
+            v = X[i, f + 1]
+            s1 = s1 + v * v
+        if f + 2 < d:
+            v = X[i, f + 2]
+            s2 = s2 + v * v
+        out[i] = (s0 + s1) + (s2 + s3)
+    return np.asarray(out)
+
+
+def all_finite(const floating[:, ::1] X, int n_threads=1):
+    """True when X holds no NaN and no infinity (one parallel pass, no temporary)."""
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], i, f
+    cdef Py_ssize_t bad = 0
+    for i in prange(n, nogil=True, schedule="static", num_threads=n_threads):
+        for f in range(d):
+            bad += not isfinite(X[i, f])
+    return bad == 0

@@ -141,7 +141,7 @@ def _kmeans_plusplus(X, n_clusters, sample_weight, random_state, n_local_trials,
     # register tiles), as scikit-learn's seeding does with GEMM.
     use_dot = n_features > _DIRECT_MAX_D and n_local_trials <= 16
     if use_dot:
-        x_sq = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+        x_sq = _common.row_sq_norms(X, n_threads)
         d2 = np.empty((n_local_trials, n_samples), dtype=X.dtype)  # as scikit-learn's
         # exact pruning (see _kmeanspp): the chosen center nearest to each row,
         # the radius beyond which a candidate cannot get nearer, and which rows
@@ -232,7 +232,8 @@ def kmeans_plusplus(
     indices : ndarray of shape (n_clusters,)
         Row of X each center was taken from.
     """
-    X = check_array(X, estimator="kmeans_plusplus")
+    n_threads = effective_n_threads(n_threads)
+    X = check_array(X, estimator="kmeans_plusplus", n_threads=n_threads)
     n_clusters = check_int(n_clusters, "n_clusters", 1)
     if X.shape[0] < n_clusters:
         raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
@@ -240,8 +241,7 @@ def kmeans_plusplus(
         n_local_trials = check_int(n_local_trials, "n_local_trials", 1)
     sw = check_sample_weight(sample_weight, X.shape[0], X.dtype)
     return _kmeans_plusplus(
-        X, n_clusters, sw, check_random_state(random_state), n_local_trials,
-        effective_n_threads(n_threads),
+        X, n_clusters, sw, check_random_state(random_state), n_local_trials, n_threads,
     )
 
 
@@ -286,18 +286,19 @@ def _relocate_empty_clusters(X, sample_weight, centers, labels, buf, empty, n_th
         buf.weights[new_id] = w
 
 
-def _center_sq_distances(C):
-    """Squared distances between all pairs of centers (float64, exact differences)."""
-    return _common.center_sq_distances(np.ascontiguousarray(C, dtype=np.float64))
+def _center_sq_distances(C, n_threads=1):
+    """Squared distances between all pairs of centers (float64, exact differences;
+    each row by one thread in a fixed order, so the same bits for any thread count)."""
+    return _common.center_sq_distances(np.ascontiguousarray(C, dtype=np.float64), n_threads)
 
 
-def _half_separation(centers):
+def _half_separation(centers, n_threads=1):
     """0.5 * distance from each center to its nearest other center (a lower bound)."""
     C = centers.astype(np.float64)
     k = C.shape[0]
     if k == 1:
         return np.full(1, np.inf)
-    D = _center_sq_distances(C)
+    D = _center_sq_distances(C, n_threads)
     np.fill_diagonal(D, np.inf)
     return 0.5 * np.sqrt(D.min(axis=1))
 
@@ -325,6 +326,8 @@ class _LloydStep:
 class _HamerlyStep:
     """Assignment + sums with Hamerly's bounds (two float64 values per sample)."""
 
+    n_threads = 1
+
     def __init__(self, n_samples, n_clusters):
         self.upper = np.empty(n_samples)
         self.lower = np.empty(n_samples)
@@ -332,7 +335,7 @@ class _HamerlyStep:
         self.half_sep = None
 
     def _prepare(self, centers):
-        self.half_sep = _half_separation(centers)
+        self.half_sep = _half_separation(centers, self.n_threads)
 
     def _extra(self):
         return {}
@@ -359,18 +362,18 @@ class _ExponionStep(_HamerlyStep):
 
     def _prepare(self, centers):
         self.ball, self.beyond, self.half_sep = _hamerly.ball_tables(
-            _center_sq_distances(centers))
+            _center_sq_distances(centers, self.n_threads))
 
     def _extra(self):
         return {"ball": self.ball, "beyond": self.beyond}
 
 
-def _half_center_distances(centers):
+def _half_center_distances(centers, n_threads=1):
     """0.5 * distance between every pair of centers (float64 lower bounds), and
     each row's minimum over the other centers."""
     C = centers.astype(np.float64)
     k = C.shape[0]
-    out = 0.5 * np.sqrt(_center_sq_distances(C))
+    out = 0.5 * np.sqrt(_center_sq_distances(C, n_threads))
     np.fill_diagonal(out, 0.0)
     masked = out + np.diag(np.full(k, np.inf))
     return out, masked.min(axis=1)
@@ -378,6 +381,8 @@ def _half_center_distances(centers):
 
 class _ElkanStep:
     """Assignment + sums with Elkan's bounds (n_samples x n_clusters lower bounds)."""
+
+    n_threads = 1
 
     def __init__(self, n_samples, n_clusters, dtype=np.float64):
         self.upper = np.empty(n_samples)
@@ -387,7 +392,7 @@ class _ElkanStep:
 
     def __call__(self, X, sample_weight, centers, labels, buf, first, n_threads):
         if self.half_cc is None:
-            self.half_cc, self.half_sep = _half_center_distances(centers)
+            self.half_cc, self.half_sep = _half_center_distances(centers, self.n_threads)
         return _elkan.elkan_iter(
             X, sample_weight, centers, self.half_cc, self.half_sep, self.shift, first,
             self.upper, self.lower, buf.block_sums, buf.block_weights, buf.block_changed,
@@ -396,7 +401,7 @@ class _ElkanStep:
 
     def centers_moved(self, old, new):
         self.shift = np.sqrt(((new.astype(np.float64) - old) ** 2).sum(axis=1))
-        self.half_cc, self.half_sep = _half_center_distances(new)
+        self.half_cc, self.half_sep = _half_center_distances(new, self.n_threads)
 
 
 _STEPS = {"lloyd": _LloydStep, "hamerly": _HamerlyStep, "elkan": _ElkanStep,
@@ -421,6 +426,7 @@ def _kmeans_single(X, sample_weight, centers_init, max_iter, verbose, tol, n_thr
     else:
         step = _STEPS[algorithm](n_samples, n_clusters)
     step.prune = prune
+    step.n_threads = n_threads
     step.xt = xt
     centers = np.array(centers_init, dtype=X.dtype, order="C")
     labels = np.full(n_samples, -1, dtype=np.int32)
@@ -684,7 +690,8 @@ default='k-means++'
         self
         """
         names = feature_names(X)
-        X = check_array(X, estimator=type(self).__name__)
+        X = check_array(X, estimator=type(self).__name__,
+                        n_threads=effective_n_threads(self.n_threads))
         self._check_params(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         random_state = check_random_state(self.random_state)

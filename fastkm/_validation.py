@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from fastkm._common import all_finite
 from fastkm._openmp_helpers import openmp_max_threads
 
 
@@ -46,8 +47,10 @@ def feature_names(X):
     return None
 
 
-def check_array(X, *, dtype=None, name="X", estimator="KMeans", min_samples=1):
+def check_array(X, *, dtype=None, name="X", estimator="KMeans", min_samples=1, n_threads=1):
     """Validate a 2-D numeric array and return a C-contiguous float32/float64 copy or view.
+
+    ``n_threads`` threads scan it for NaN and infinity (no temporary of X's size).
 
     float32 input stays float32 (unless ``dtype`` says otherwise); every other
     numeric dtype becomes float64. Never returns an array that aliases writable
@@ -103,7 +106,11 @@ def check_array(X, *, dtype=None, name="X", estimator="KMeans", min_samples=1):
     if dtype is None:
         dtype = np.float32 if (arr.dtype.kind == "f" and arr.dtype.itemsize == 4) else np.float64
     out = np.ascontiguousarray(arr, dtype=dtype)  # native byte order, C order
-    if not np.isfinite(out).all():
+    if out.dtype in (np.float32, np.float64):
+        finite = all_finite(out, n_threads)
+    else:
+        finite = bool(np.isfinite(out).all())
+    if not finite:
         what = "NaN" if np.isnan(out).any() else f"infinity or a value too large for {out.dtype}"
         raise ValueError(f"Input {name} contains {what}.")
     return out

@@ -432,3 +432,52 @@ def test_centre_columns_matches_numpy(dtype):
     assert Y.tobytes() == outs[0][1]
     with pytest.raises(ValueError, match="shape"):
         _common.centre_columns(X, np.empty((3000, 13), dtype=dtype), 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [1, 3, 4, 7, 32, 33])
+def test_row_sq_norms(dtype, d):
+    """Seeding's ||x||^2: the float64 sum of squares (to rounding), the same bits
+    for any thread count, the input untouched."""
+    from fastkm import _common
+
+    rng = np.random.RandomState(d)
+    X = (rng.normal(size=(1037, d)) * 30).astype(dtype)
+    before = X.copy()
+    ref = (X.astype(np.float64) ** 2).sum(axis=1)
+    outs = [_common.row_sq_norms(X, t) for t in (1, 2, 3)]
+    np.testing.assert_allclose(outs[0], ref, rtol=1e-13)
+    assert outs[0].dtype == np.float64
+    assert all(o.tobytes() == outs[0].tobytes() for o in outs)
+    np.testing.assert_array_equal(X, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite(dtype, bad):
+    """The compiled finiteness scan finds one bad value anywhere, with any thread count."""
+    from fastkm import _common
+
+    X = np.ones((513, 5), dtype=dtype)
+    for t in (1, 2, 3):
+        assert _common.all_finite(X, t)
+    for i, j in [(0, 0), (256, 3), (512, 4)]:
+        Y = X.copy()
+        Y[i, j] = bad
+        assert [_common.all_finite(Y, t) for t in (1, 2, 3)] == [False] * 3
+    big = np.full((2, 2), np.finfo(dtype).max, dtype=dtype)
+    assert _common.all_finite(big, 2)
+
+
+def test_center_sq_distances_thread_independent():
+    """Hamerly/Exponion/Elkan's center-center distances: exact differences, the
+    same bits for any thread count."""
+    from fastkm import _common
+
+    rng = np.random.RandomState(3)
+    C = rng.normal(size=(67, 9))
+    ref = ((C[:, None, :] - C[None, :, :]) ** 2).sum(axis=2)
+    outs = [_common.center_sq_distances(C, t) for t in (1, 2, 3)]
+    np.testing.assert_allclose(outs[0], ref, rtol=1e-13, atol=1e-13)
+    assert np.all(np.diag(outs[0]) == 0)
+    assert all(o.tobytes() == outs[0].tobytes() for o in outs)
