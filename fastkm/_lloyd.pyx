@@ -19,6 +19,31 @@ from fastkm._common cimport (
 )
 
 
+cdef extern from *:
+    """
+    /* Decrement a shared counter and return the new value, with acquire-release
+       ordering: whoever takes it to zero sees every write the others made
+       before their own decrement (here: the labels of a block's chunks). */
+    #if defined(__GNUC__) || defined(__clang__)
+    static inline Py_ssize_t fastkm_countdown(Py_ssize_t* c) {
+        return __atomic_sub_fetch(c, 1, __ATOMIC_ACQ_REL);
+    }
+    #elif defined(_MSC_VER)
+    #include <intrin.h>
+    static inline Py_ssize_t fastkm_countdown(Py_ssize_t* c) {
+    #if defined(_WIN64)
+        return (Py_ssize_t)_InterlockedDecrement64((volatile __int64*)c);
+    #else
+        return (Py_ssize_t)_InterlockedDecrement((volatile long*)c);
+    #endif
+    }
+    #else
+    #error "fastkm needs GCC/Clang __atomic builtins or MSVC interlocked intrinsics"
+    #endif
+    """
+    Py_ssize_t fastkm_countdown(Py_ssize_t* c) noexcept nogil
+
+
 cdef struct Pruning:
     # scratch of argmin_chunk_pruned; ``on`` is false for unsorted data or many features
     bint on
@@ -180,11 +205,16 @@ def lloyd_iter(
     cdef const void* pre = NULL
     if xt_all is not None and not use_dot:
         pre = &xt_all[0, 0, 0]
-    # Two phases in one parallel region. Labels: one chunk (CHUNK rows) at a
-    # time, handed out dynamically, so that threads on slower or busier cores
-    # take fewer (the work is nearly all here). Sums: per reduction block, rows
-    # in order (the fixed layout behind thread-count independent bits); X's
-    # rows are read a second time there, at a small fraction of the cost.
+    # Labels: one chunk (CHUNK rows) at a time, handed out dynamically, so that
+    # threads on slower or busier cores take fewer (the work is nearly all
+    # here). Sums: per reduction block, rows in order (the fixed layout behind
+    # thread-count independent bits), by whichever thread labels the block's
+    # last chunk: a per-block countdown (acquire-release) instead of a barrier
+    # between the two, so no thread waits for the slowest before summing.
+    cdef Py_ssize_t cpb = rows_per_block // CHUNK
+    cdef Py_ssize_t[::1] pending = np.empty(n_blocks, dtype=np.intp)
+    for b in range(n_blocks):
+        pending[b] = min(cpb, n_chunks - b * cpb)
     with nogil, parallel(num_threads=n_threads):
         xt = <floating*> malloc(CHUNK * d * sizeof(floating))
         best = <floating*> malloc(CHUNK * sizeof(floating))
@@ -198,16 +228,17 @@ def lloyd_iter(
                 &centers[0, 0], &centers_t[0, 0], &half_cnorm[0], k, n_tiles, use_dot,
                 &labels[start], xt, best, acc, lab, pr,
             )
+            b = ch // cpb
+            if fastkm_countdown(&pending[b]) == 0:
+                start = b * rows_per_block
+                end = min(n, start + rows_per_block)
+                _sum_block(&X[0, 0], &sample_weight[0], &labels[0], start, end, k, d,
+                           &block_sums[b, 0, 0], &block_weights[b, 0])
         free(xt)
         free(best)
         free(acc)
         free(lab)
         _pruning_free(pr)
-        for b in prange(n_blocks, schedule="dynamic"):
-            start = b * rows_per_block
-            end = min(n, start + rows_per_block)
-            _sum_block(&X[0, 0], &sample_weight[0], &labels[0], start, end, k, d,
-                       &block_sums[b, 0, 0], &block_weights[b, 0])
 
     merge_blocks(block_sums, block_weights, sums, weights, n_threads)
 
