@@ -477,11 +477,11 @@ def _choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize=8, 
     2 threads, to convergence from the same centers). With few features the
     rows are put in spatial order and Lloyd's tiles skip the centers their
     bounding box rules out (``sorted_rows``): Lloyd is then fastest up to d = 4
-    (d = 2, 3, 4: 0.033 / 0.028 / 0.043 s against Exponion's 0.066 / 0.056 /
-    0.053 s). From d = 6 up Exponion is fastest everywhere measured (d = 6:
-    0.063 s against Hamerly's 0.068 and Lloyd's 0.091 s; d = 32, k = 256: 0.182
-    against 0.298 and 0.740 s; 20k x 128, k = 64: 0.032 against 0.033 and
-    0.060 s). Unsorted rows (small n, 'random' or callable init): Lloyd only
+    (d = 2, 3, 4: 0.049 / 0.030 / 0.043 s against Exponion's 0.066 / 0.057 /
+    0.057 s). From d = 6 up Exponion is fastest everywhere measured (d = 6:
+    0.057 s against Hamerly's 0.065 and Lloyd's 0.081 s; d = 32, k = 256: 0.212
+    against 0.320 and 0.756 s; 20k x 128, k = 64: 0.049, tied with Hamerly,
+    against Lloyd's 0.086 s). Unsorted rows (small n, 'random' or callable init): Lloyd only
     at d = 3. Elkan (explicit ``algorithm='elkan'``) was slowest from d = 6 up
     and needs n x k bounds, so 'auto' never picks it; they are used only below
     ELKAN_MAX_BYTES, and above, Hamerly gives the same labels in O(n) memory.
