@@ -7,6 +7,7 @@ FASTKM_ANNOTATE=1       write Cython's annotated HTML next to each .pyx.
 FASTKM_REQUIRE_OPENMP=1 fail the build instead of falling back to serial code when OpenMP is missing.
 FASTKM_NATIVE=1         add -march=native (opt-in: the default build runs on any x86-64).
 """
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -163,8 +164,10 @@ setup(
         extensions,
         compiler_directives=directives,
         annotate=_flag("FASTKM_ANNOTATE"),
-        # translate the 15 modules in parallel (the ISA variants repeat their kernel's work)
-        nthreads=0 if sys.platform == "win32" else (os.cpu_count() or 1),
+        # translate the 15 modules in parallel (the ISA variants repeat their
+        # kernel's work); only with fork, since spawned or forkserver workers
+        # would import (and so run) this script again
+        nthreads=(os.cpu_count() or 1) if multiprocessing.get_start_method() == "fork" else 0,
         include_path=["."],
         # a debug build must never reuse C files generated without checks (or vice versa)
         force=True,

@@ -736,8 +736,6 @@ cdef void _dot_block_all(
     cdef double s[16 * 8]
     cdef const floating* p[8]
     cdef Py_ssize_t i0, r, t, nr, sr, st
-    cdef double c_, t2
-    cdef floating v
     _sum_layout(X, &sr, &st)
     for t in range(16 * 8):
         s[t] = 0.0
@@ -772,7 +770,7 @@ cdef Py_ssize_t _dot_block(
     cdef Py_ssize_t jr[8]
     cdef const floating* p[8]
     cdef Py_ssize_t c0, nc, i, i0, j, g, r, t, nr, q0, nq, total = 0, sr, st
-    cdef double c_, h
+    cdef double h
     cdef floating v
     cdef int e
     cdef bint dense
