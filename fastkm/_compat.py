@@ -1,13 +1,20 @@
-"""scikit-learn is optional: use its base classes when installed, small stand-ins otherwise."""
+"""scikit-learn is optional: use its base classes when installed, small stand-ins
+otherwise. Imported only by the estimator (``fastkm.kmeans._estimator``), so
+that ``import fastkm`` and the quantizer never import scikit-learn."""
 import inspect
 
 try:  # pragma: no cover - exercised in both states by the test suite
     from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
     from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
+    try:
+        from sklearn.utils._param_validation import InvalidParameterError
+    except ImportError:  # scikit-learn < 1.2
+        InvalidParameterError = None
     SKLEARN_INSTALLED = True
 except ImportError:
     SKLEARN_INSTALLED = False
+    InvalidParameterError = None
 
     class ConvergenceWarning(UserWarning):
         """Warning raised when a fit does not behave as asked (as scikit-learn's)."""
@@ -62,6 +69,14 @@ except ImportError:
     class TransformerMixin:
         def fit_transform(self, X, y=None, **fit_params):
             return self.fit(X, y, **fit_params).transform(X)
+
+
+def invalid_parameter(error):
+    """``error`` (a ValueError or TypeError about a parameter) as scikit-learn's
+    ``InvalidParameterError`` (a subclass of both) when scikit-learn has it."""
+    if InvalidParameterError is None or isinstance(error, InvalidParameterError):
+        return error
+    return InvalidParameterError(str(error))
 
 
 def _same(a, b):

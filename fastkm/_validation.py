@@ -2,12 +2,14 @@
 receive has been checked and converted here. Caller arrays are never written:
 conversions copy, and kernels take read-only views."""
 import numbers
-import os
 
 import numpy as np
 
-from fastkm._common import all_finite
-from fastkm._openmp_helpers import openmp_max_threads
+from fastkm._kernels.stats import all_finite
+from fastkm._threads import resolve as effective_n_threads, threads_for
+
+__all__ = ["check_random_state", "feature_names", "check_array", "check_sample_weight",
+           "effective_n_threads", "check_int", "check_float"]
 
 
 def check_random_state(seed):
@@ -107,7 +109,7 @@ def check_array(X, *, dtype=None, name="X", estimator="KMeans", min_samples=1, n
         dtype = np.float32 if (arr.dtype.kind == "f" and arr.dtype.itemsize == 4) else np.float64
     out = np.ascontiguousarray(arr, dtype=dtype)  # native byte order, C order
     if out.dtype in (np.float32, np.float64):
-        finite = all_finite(out, n_threads)
+        finite = all_finite(out, threads_for("finite", out.size, n_threads))
     else:
         finite = bool(np.isfinite(out).all())
     if not finite:
@@ -148,20 +150,6 @@ def check_sample_weight(sample_weight, n_samples, dtype):
     if not sw.any():
         raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
     return sw
-
-
-def effective_n_threads(n_threads):
-    """Resolve ``n_threads``: None = OpenMP's current maximum (honours
-    OMP_NUM_THREADS and threadpoolctl limits), -1 = all CPUs, else a positive int."""
-    if n_threads is None:
-        return max(1, int(openmp_max_threads()))
-    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
-        raise TypeError(f"n_threads must be None or an int; got {n_threads!r}.")
-    if n_threads == -1:
-        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-    if n_threads < 1:
-        raise ValueError(f"n_threads must be None, -1 or >= 1; got {n_threads}.")
-    return int(n_threads)
 
 
 def check_int(value, name, minimum, maximum=None):

@@ -337,7 +337,7 @@ def _histogram(images_pixels, skip_transparent=True, n_threads=1):
 
 def _kmeans(n_clusters, X, w, random_state, n_threads, **params):
     from fastkm._compat import ConvergenceWarning
-    from fastkm._kmeans import KMeans
+    from fastkm.kmeans import KMeans
 
     with warnings.catch_warnings():
         # duplicate colors can leave fewer distinct clusters than asked: harmless here

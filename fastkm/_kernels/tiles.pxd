@@ -1,40 +1,24 @@
-# Tile routines shared by the kernels. They are ``inline`` so that each kernel
-# module gets its own copy that the C compiler can specialise and vectorise.
+# The tile kernels: nearest (and second nearest) center of every row of a chunk
+# of at most CHUNK rows, in vector-friendly loops. Inline, so that each kernel
+# module gets its own copy that the compiler specialises for its instruction set.
 #
-# A "chunk" is at most CHUNK consecutive rows of X. Scratch buffers are owned by
-# the calling thread; nothing here allocates, validates or touches the GIL.
+# Every distance is computed with numerics.FASTKM_MADD in one fixed order, and
+# centers are visited in increasing index with a strict '<': a label decided
+# here is the same whichever kernel (Lloyd, Hamerly, Exponion, Elkan) decides it.
+# Scratch buffers are the calling thread's; nothing here allocates, validates or
+# touches the GIL.
 from cython cimport floating
 from libc.float cimport FLT_MAX, DBL_MAX
-from libc.math cimport sqrt
 
-cdef extern from *:
-    """
-    /* One rounding order for every squared distance: t0*t0, then one fused
-       multiply-add per further feature where the target has FMA. Written out
-       explicitly so that the compiler's own contraction choices cannot make two
-       code paths (Lloyd tiles, Hamerly scans) round the same distance differently. */
-    #if defined(__FMA__) || defined(__ARM_FEATURE_FMA)
-    #define FASTKM_MADD(a, b, c) _Generic((a), float: __builtin_fmaf, default: __builtin_fma)((a), (b), (c))
-    #else
-    #define FASTKM_MADD(a, b, c) ((a) * (b) + (c))
-    #endif
-    """
-    double FASTKM_MADD(double a, double b, double c) noexcept nogil
+from fastkm._kernels.layout cimport CHUNK
+from fastkm._kernels.numerics cimport FASTKM_MADD
 
-cdef extern from *:
-    """
-    /* A read hint for a row needed soon (no-op where the compiler has none). */
-    #if defined(__GNUC__) || defined(__clang__)
-    #define FASTKM_PREFETCH(p) __builtin_prefetch((p))
-    #else
-    #define FASTKM_PREFETCH(p) ((void)(p))
-    #endif
-    """
-    void FASTKM_PREFETCH(const void* p) noexcept nogil
-
-cdef enum:
-    CHUNK = 256        # rows per tile: the transposed tile and its distances stay in L1/L2
-    DIRECT_MAX_D = 8   # up to this many features, distances are sums of (x - c)^2
+cdef extern from "dot_tile.h":
+    enum:
+        DOT_ROWS_F "FASTKM_DOT_ROWS_F"
+        DOT_ROWS_D "FASTKM_DOT_ROWS_D"
+        DOT_CT "FASTKM_DOT_CT"
+        DOT_ROWS_MAX "FASTKM_DOT_ROWS_MAX"
 
 
 cdef inline void transpose_chunk(
@@ -340,36 +324,6 @@ cdef inline void top2_chunk_direct(
             best[i] = dd if dd < bv else bv
 
 
-cdef enum:
-    DOT_TILE_J = 16    # the padded count of centers (dot_operands) is a multiple of this
-
-cdef extern from *:
-    """
-    /* Register tile of the dot kernel: DOT_ROWS rows (vector lanes) x DOT_CT
-       centers (broadcast), sized so that the DOT_CT x DOT_ROWS accumulators,
-       the row vectors and one broadcast fit the target's vector registers. */
-    #if defined(__AVX512F__)
-    #define FASTKM_DOT_ROWS_F 64
-    #define FASTKM_DOT_ROWS_D 32
-    #define FASTKM_DOT_CT 6
-    #elif defined(__AVX__)
-    #define FASTKM_DOT_ROWS_F 16
-    #define FASTKM_DOT_ROWS_D 8
-    #define FASTKM_DOT_CT 6
-    #else
-    #define FASTKM_DOT_ROWS_F 8
-    #define FASTKM_DOT_ROWS_D 4
-    #define FASTKM_DOT_CT 6
-    #endif
-    #define FASTKM_DOT_ROWS_MAX 64
-    """
-    enum:
-        DOT_ROWS_F "FASTKM_DOT_ROWS_F"
-        DOT_ROWS_D "FASTKM_DOT_ROWS_D"
-        DOT_CT "FASTKM_DOT_CT"
-        DOT_ROWS_MAX "FASTKM_DOT_ROWS_MAX"
-
-
 cdef inline void pack_neg_chunk(
     const floating* X,      # IN  (rows, d) row-major
     Py_ssize_t rows,
@@ -538,202 +492,3 @@ cdef inline void pack_neg_rows(
     for f in range(d):
         for q in range(m, rows_pad):
             xt[f * CHUNK + q] = 0
-
-
-
-
-
-cdef inline floating sq_dist(
-    const floating* a,
-    const floating* b,
-    Py_ssize_t d,
-) noexcept nogil:
-    cdef Py_ssize_t f
-    cdef floating t, s = 0
-    for f in range(d):
-        t = a[f] - b[f]
-        s = s + t * t
-    return s
-
-
-cdef inline double exact_sq_dist(
-    const floating* x, const floating* c, Py_ssize_t d,
-    double* xx,                   # OUT ||x||^2 in float64 (NULL: not wanted)
-) noexcept nogil:
-    # ||x - c||^2 in float64 from float64 differences, 8 partial sums: the
-    # bounds' "exact" distance (accurate to a few ulps of float64; used only
-    # as a bound, never compared against a tile kernel's value)
-    cdef double s[8]
-    cdef double q[8]
-    cdef double t, y
-    cdef Py_ssize_t f, l
-    for l in range(8):
-        s[l] = 0.0
-        q[l] = 0.0
-    f = 0
-    while f + 8 <= d:
-        for l in range(8):
-            y = <double>x[f + l]
-            t = y - <double>c[f + l]
-            s[l] += t * t
-            q[l] += y * y
-        f += 8
-    for l in range(d - f):
-        y = <double>x[f + l]
-        t = y - <double>c[f + l]
-        s[l] += t * t
-        q[l] += y * y
-    if xx != NULL:
-        xx[0] = ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]))
-    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
-
-
-cdef inline void prefetch_row(const floating* x, Py_ssize_t d) noexcept nogil:
-    # every cache line of one row
-    cdef Py_ssize_t off = 0, n = d * sizeof(floating)
-    while off < n:
-        FASTKM_PREFETCH(<const char*>x + off)
-        off += 64
-    FASTKM_PREFETCH(<const char*>x + n - 1)
-
-
-cdef inline void add_weighted_row(
-    const floating* x, double w, Py_ssize_t d,
-    double* sums_row,             # IN/OUT (d,)
-    double* weight,               # IN/OUT scalar
-) noexcept nogil:
-    cdef Py_ssize_t f
-    weight[0] += w
-    for f in range(d):
-        sums_row[f] += w * x[f]
-
-
-cdef inline void _accumulate_runs(
-    const floating* X, const floating* sw, const int* labels,
-    Py_ssize_t start, Py_ssize_t end, Py_ssize_t d, double* sums, double* weights,
-) noexcept nogil:
-    # called with a literal d: the feature loops unroll and acc stays in registers
-    cdef double acc[8]
-    cdef double w, wi
-    cdef Py_ssize_t i, f
-    cdef int a
-    cdef const floating* x
-    i = start
-    while i < end:
-        a = labels[i]
-        for f in range(d):
-            acc[f] = 0.0
-        w = 0.0
-        while True:
-            wi = sw[i]
-            x = X + i * d
-            w += wi
-            for f in range(d):
-                acc[f] += wi * x[f]
-            i += 1
-            if i >= end or labels[i] != a:
-                break
-        weights[a] += w
-        for f in range(d):
-            sums[a * d + f] += acc[f]
-
-
-cdef inline void accumulate_rows(
-    const floating* X, const floating* sw, const int* labels,
-    Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
-    double* sums,                 # IN/OUT (k, d)
-    double* weights,              # IN/OUT (k,)
-) noexcept nogil:
-    # Weighted row sums per label, in row order. With few features a run of
-    # rows with the same label is summed in registers and added once (sorted
-    # data has long runs; the per-row read-modify-write of the center's sums
-    # is a store-to-load chain). Every algorithm accumulates through this one
-    # routine, so equal labels give bitwise equal sums.
-    cdef Py_ssize_t i
-    cdef int a
-    if d == 1:
-        _accumulate_runs(X, sw, labels, start, end, 1, sums, weights)
-    elif d == 2:
-        _accumulate_runs(X, sw, labels, start, end, 2, sums, weights)
-    elif d == 3:
-        _accumulate_runs(X, sw, labels, start, end, 3, sums, weights)
-    elif d == 4:
-        _accumulate_runs(X, sw, labels, start, end, 4, sums, weights)
-    elif d <= 8:
-        _accumulate_runs(X, sw, labels, start, end, d, sums, weights)
-    else:
-        for i in range(start, end):
-            a = labels[i]
-            add_weighted_row(X + i * d, sw[i], d, sums + a * d, weights + a)
-
-
-cdef inline void accumulate_dirty(
-    const floating* X, const floating* sw, const int* labels,
-    Py_ssize_t start, Py_ssize_t end, Py_ssize_t d, Py_ssize_t k,
-    double* sums,                 # IN/OUT (k, d) this block's sums, valid for the clean labels
-    double* weights,              # IN/OUT (k,)
-    const char* dirty,            # IN  (k,) labels that gained or lost a row in this block
-) noexcept nogil:
-    # Recompute this block's sums of the dirty labels only. A label's sum is
-    # built from its own rows in row order (its runs are the same whatever the
-    # other labels do), so the result is bitwise what accumulate_rows gives.
-    cdef Py_ssize_t i, j, f, n_dirty = 0
-    cdef int a
-    for j in range(k):
-        if dirty[j]:
-            n_dirty += 1
-            weights[j] = 0.0
-            for f in range(d):
-                sums[j * d + f] = 0.0
-    if n_dirty == 0:
-        return
-    i = start
-    while i < end:
-        a = labels[i]
-        j = i + 1
-        while j < end and labels[j] == a:
-            j += 1
-        if dirty[a]:
-            accumulate_rows(X, sw, labels, i, j, d, sums, weights)
-        i = j
-
-
-cdef inline Py_ssize_t sum_changed(const Py_ssize_t* block_changed, Py_ssize_t n_blocks) noexcept nogil:
-    # labels changed in an iteration, from the per-block counts (block order)
-    cdef Py_ssize_t b, changed = 0
-    for b in range(n_blocks):
-        changed += block_changed[b]
-    return changed
-
-
-cdef inline double pair_value(
-    const floating* x, const floating* c, Py_ssize_t d, bint use_dot, floating half_cnorm,
-) noexcept nogil:
-    """Lloyd's comparison value for (x, c): ||x - c||^2 (d <= 8) or 0.5||c||^2 - x.c,
-    with the same operations in the same order as the tile kernels."""
-    cdef Py_ssize_t f
-    cdef floating s, t
-    if use_dot:
-        s = half_cnorm
-        for f in range(d):
-            s = <floating>FASTKM_MADD(-x[f], c[f], s)
-        return s
-    t = x[0] - c[0]
-    s = t * t
-    for f in range(1, d):
-        t = x[f] - c[f]
-        s = <floating>FASTKM_MADD(t, t, s)
-    return s
-
-
-cdef inline double upper_from(double v, bint use_dot, double xx, double err) noexcept nogil:
-    # an upper bound on the distance whose comparison value is v
-    if use_dot:
-        v = 2.0 * v + xx + err
-    return sqrt(v) if v > 0.0 else 0.0
-
-
-cdef inline double lower_from(double v, bint use_dot, double xx, double err) noexcept nogil:
-    if use_dot:
-        v = 2.0 * v + xx - err
-    return sqrt(v) if v > 0.0 else 0.0

@@ -1,0 +1,24 @@
+"""K-Means: the estimator and the functions of the public API.
+
+- ``_estimator``  ``KMeans``, ``k_means``: parameters, checks, learned attributes
+- ``_core``       one whole fit without the estimator class (the quantizer uses it)
+- ``_prepare``    ``FitData``: distinct rows, spatial order, tiles, centring
+- ``_seeding``    k-means++ and the other initialisations
+- ``_solver``     the iteration loop and one step class per exact algorithm
+- ``_policy``     which algorithm and preparation a fit uses; every threshold
+
+``KMeans`` and ``k_means`` are loaded on first use: they subclass
+scikit-learn's ``BaseEstimator`` when scikit-learn is installed, and
+importing it is slow.
+"""
+from fastkm.kmeans._seeding import kmeans_plusplus
+
+__all__ = ["KMeans", "k_means", "kmeans_plusplus"]
+
+
+def __getattr__(name):
+    if name in ("KMeans", "k_means"):
+        from fastkm.kmeans import _estimator
+
+        return getattr(_estimator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
