@@ -22,7 +22,7 @@ from setuptools.command.build_ext import build_ext
 
 import platform
 
-MODULES = ["_openmp_helpers", "_common", "_lloyd", "_kmeanspp", "_hamerly", "_elkan", "_quantize"]
+MODULES = ["_openmp_helpers", "_common", "_lloyd", "_kmeanspp", "_hamerly", "_elkan"]
 # Hot kernels are also compiled for newer x86-64 levels; fastkm._dispatch picks
 # the best one the CPU supports at import time, so the wheel still runs on any
 # x86-64 (the baseline build is plain SSE2).
@@ -147,6 +147,14 @@ extensions = [
     )
     for name in MODULES
 ]
+extensions.append(
+    Extension(
+        "fastkm.image._kernels",
+        ["fastkm/image/_kernels.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+)
 if _isa_variants_supported():
     extensions += [
         Extension(

@@ -40,7 +40,8 @@ from functools import cached_property
 
 import numpy as np
 
-from fastkm import _color, _quantize
+from fastkm.image import _color
+from fastkm.image import _kernels as _quantize
 from fastkm._validation import check_random_state, effective_n_threads
 
 __all__ = ["quantize", "Palette", "QuantizedImage"]

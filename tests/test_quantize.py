@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import fastkm
-from fastkm import Palette, _color, _quantize, quantize
+from fastkm import Palette, quantize
+from fastkm.image import _color, _kernels
 
 fq = importlib.import_module("fastkm.quantize")  # the module (fastkm.quantize is the function)
 
@@ -508,11 +509,11 @@ def test_cell_candidates_cover_every_nearest_entry():
     pad = lambda x: np.ascontiguousarray(fq._pad4(x), dtype=np.float32)
     counts = np.empty(200, np.int64)
     pal_t = np.ascontiguousarray(pad(pal).T)
-    _quantize.cell_candidates(pad(lo), pad(hi), pal_t, np.zeros(1, np.int64), counts,
-                              np.empty(0, np.uint16), False, 2)
+    _kernels.cell_candidates(pad(lo), pad(hi), pal_t, np.zeros(1, np.int64), counts,
+                             np.empty(0, np.uint16), False, 2)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     cand = np.empty(offsets[-1], np.uint16)
-    _quantize.cell_candidates(pad(lo), pad(hi), pal_t, offsets, counts, cand, True, 2)
+    _kernels.cell_candidates(pad(lo), pad(hi), pal_t, offsets, counts, cand, True, 2)
     for r in range(200):
         pts = lo[r] + rng.random_sample((50, 3)) * (hi[r] - lo[r])
         nearest = ((pts[:, None] - pal[None]) ** 2).sum(axis=2).argmin(axis=1)

@@ -1,0 +1,1 @@
+"""Image color quantization by weighted k-means."""
