@@ -5,9 +5,9 @@
 """
 from fastkm._config import show_config
 from fastkm._kmeans import KMeans, k_means, kmeans_plusplus
-from fastkm.quantize import Palette, quantize
+from fastkm.image import Palette, QuantizedImage, quantize
 
 __version__ = "0.1.0"
 
-__all__ = ["KMeans", "k_means", "kmeans_plusplus", "Palette", "quantize", "show_config",
-           "__version__"]
+__all__ = ["KMeans", "k_means", "kmeans_plusplus", "Palette", "QuantizedImage", "quantize",
+           "show_config", "__version__"]
