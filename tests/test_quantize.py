@@ -147,7 +147,7 @@ def test_metrics_from_histogram_equal_metrics_per_pixel(rgb, rgba):
     for img in (rgb, rgba):
         result = quantize(img, 16)
         hist_mse, hist_de = result._errors
-        result._hist = None
+        result._distinct = None
         result.__dict__.pop("_errors")
         assert result._errors[0] == pytest.approx(hist_mse, rel=1e-9)
         assert result._errors[1] == pytest.approx(hist_de, rel=1e-9)

@@ -1,5 +1,8 @@
 """Fitting a palette: presets, the coarse-to-fine k-means schedule, the fit on pixels."""
+from __future__ import annotations
+
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -7,7 +10,7 @@ from fastkm._validation import check_random_state, effective_n_threads
 from fastkm.image import _color
 from fastkm.image._histogram import _BinPyramid, _histogram_of
 from fastkm.image._io import _add_alpha
-from fastkm.image._palette import _sorted_by, _with_transparency
+from fastkm.image._palette import Palette, _sorted_by, _with_transparency
 from fastkm.image._params import PRESETS, _check_choice, _check_n_colors
 from fastkm.image._remap import _nearest_colors, _remap_pixels
 
@@ -71,13 +74,24 @@ def _cluster(pyramid, levels, full, refine_iter, n_clusters, random_state, n_thr
     return centers
 
 
-def _fit_pixels(pixels, n_colors, color_space, preset, random_state, n_threads):
-    """Fit on (H, W, C) arrays (alpha already dropped where opaque).
+class _FitResult(NamedTuple):
+    """What :func:`_fit_pixels` found.
 
-    Returns the palette (unsorted, possibly with unused entries) and the
-    histogram of the pixels, or None when the preset clustered color bins
-    straight from the pixels ('fast' in RGB).
+    ``palette``: unsorted, possibly with unused entries. ``histogram``: the histogram
+    of the pixels, or None when the preset clustered color bins straight from the
+    pixels ('fast' in RGB). ``colors``, ``weights``: the distinct colors that were
+    clustered and their pixel counts (fully transparent pixels are one of them only
+    when n_colors == 1); None without a histogram.
     """
+
+    palette: Palette
+    histogram: object | None  # _ColorHistogram or _DenseHistogram
+    colors: np.ndarray | None
+    weights: np.ndarray | None
+
+
+def _fit_pixels(pixels, n_colors, color_space, preset, random_state, n_threads):
+    """Fit on (H, W, C) arrays (alpha already dropped where opaque): a _FitResult."""
     n_colors = _check_n_colors(n_colors)
     space = _check_choice(color_space, "color_space", _color.COLOR_SPACES)
     preset = _check_choice(preset, "preset", PRESETS)
@@ -100,7 +114,8 @@ def _fit_pixels(pixels, n_colors, color_space, preset, random_state, n_threads):
             centers = _cluster(pyramid, levels, None, 0, n_clusters, random_state,
                                n_threads)
             entries = _color.features_to_colors(centers, space, n_channels)
-            return _with_transparency(entries, n_transparent, n_colors, space), None
+            pal = _with_transparency(entries, n_transparent, n_colors, space)
+            return _FitResult(pal, None, None, None)
 
     hist = _histogram_of(pixels, n_threads=n_threads)
     colors, weights = hist.colors, hist.weights
@@ -124,20 +139,21 @@ def _fit_pixels(pixels, n_colors, color_space, preset, random_state, n_threads):
         centers = _cluster(pyramid, levels, full, refine_iter, n_clusters, random_state,
                            n_threads)
         entries = _color.features_to_colors(centers, space, n_channels)
-    hist.fit_colors, hist.fit_weights = colors, weights
-    return _with_transparency(entries, hist.n_transparent, n_colors, space), hist
+    pal = _with_transparency(entries, hist.n_transparent, n_colors, space)
+    return _FitResult(pal, hist, colors, weights)
 
 
 def _fit_palette(pixels, n_colors, color_space, preset, random_state, n_threads):
     """One palette for (H, W, C) arrays (alpha already dropped where opaque), entries
     by popularity over the pooled pixels."""
-    pal, hist = _fit_pixels(pixels, n_colors, color_space, preset, random_state, n_threads)
+    fit = _fit_pixels(pixels, n_colors, color_space, preset, random_state, n_threads)
+    pal = fit.palette
     # popularity over the pooled pixels
     n_threads = effective_n_threads(n_threads)
-    if hist is None:  # one image, binned directly
+    if fit.histogram is None:  # one image, binned directly
         _, counts = _remap_pixels(pal, pixels[0], None, n_threads)
     else:  # each distinct color's nearest entry
-        _, counts = _nearest_colors(pal, hist.fit_colors, hist.fit_weights, n_threads)
+        _, counts = _nearest_colors(pal, fit.colors, fit.weights, n_threads)
         if pal.transparent_index is not None:
-            counts[pal.transparent_index] += hist.n_transparent
+            counts[pal.transparent_index] += fit.histogram.n_transparent
     return _sorted_by(pal, counts)[0]

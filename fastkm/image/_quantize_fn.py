@@ -48,14 +48,17 @@ def quantize(image, n_colors=64, *, color_space="rgb", dither=False, preset="def
     """
     arr = _drop_opaque_alpha(_as_pixels(image))
     dither = _check_dither(dither)
-    pal, hist = _fit_pixels([arr], n_colors, color_space, preset, random_state, n_threads)
+    fit = _fit_pixels([arr], n_colors, color_space, preset, random_state, n_threads)
+    pal = fit.palette
     n_threads = effective_n_threads(n_threads)
     arr = _match_channels(arr, pal.n_channels)
-    indices, counts = _remap_pixels(pal, arr, dither, n_threads, hist=hist)
+    indices, counts = _remap_pixels(pal, arr, dither, n_threads, hist=fit.histogram)
     # entries by popularity in the output, unused ones dropped
     sorted_pal, lut = _sorted_by(pal, counts)
     if lut.size != len(sorted_pal) or np.any(lut != np.arange(lut.size)):
         _kernels.apply_lut(indices.reshape(-1), lut.astype(indices.dtype), n_threads)
         if indices.dtype != _index_dtype(len(sorted_pal)):
             indices = indices.astype(_index_dtype(len(sorted_pal)))
-    return QuantizedImage(sorted_pal, indices, sorted_pal.counts, arr, dither, hist, n_threads)
+    distinct = None if fit.histogram is None else (fit.colors, fit.weights)
+    return QuantizedImage(sorted_pal, indices, sorted_pal.counts, arr, dither, distinct,
+                          n_threads)

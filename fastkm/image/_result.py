@@ -28,8 +28,8 @@ class QuantizedImage:
     dither : str or None
     """
 
-    def __init__(self, palette, indices, counts, source, dither, hist=None, n_threads=1):
-        self._palette = palette
+    def __init__(self, palette, indices, counts, source, dither, distinct=None, n_threads=1):
+        self._palette_obj = palette  # the Palette; self.palette holds its colors
         self.palette = palette.colors
         self.indices = indices
         self.counts = counts
@@ -37,7 +37,9 @@ class QuantizedImage:
         self.color_space = palette.color_space
         self.dither = dither
         self._source = source
-        self._hist = hist  # the source's histogram: exact metrics without a pass over pixels
+        # (colors, weights): the source's distinct colors and their pixel counts, for
+        # exact metrics without a pass over the pixels
+        self._distinct = distinct
         self._n_threads = n_threads
 
     def __repr__(self):
@@ -123,11 +125,11 @@ class QuantizedImage:
     @cached_property
     def _errors(self):
         """(mse, mean CIEDE2000) against the source pixels, premultiplied."""
-        if self._hist is not None and self.dither is None:
+        if self._distinct is not None and self.dither is None:
             # fully transparent pixels are not among the distinct colors: they map
             # to the transparent entry, without error
-            colors, weights = self._hist.fit_colors, self._hist.fit_weights
-            labels, _ = _nearest_colors(self._palette, colors, weights, self._n_threads)
+            colors, weights = self._distinct
+            labels, _ = _nearest_colors(self._palette_obj, colors, weights, self._n_threads)
             w = weights.astype(np.float64)
             sq, de = _color_errors(colors, self.palette[labels])
             n = self._source.shape[0] * self._source.shape[1]
