@@ -47,7 +47,7 @@ MODULES = [
     "fastkm/_kernels/elkan",
     "fastkm/_kernels/seeding",
     "fastkm/_kernels/seeding_dot",
-    "fastkm/_quantize",
+    "fastkm/image/_kernels",
 ]
 # Hot kernels are also compiled for newer x86-64 levels; fastkm._dispatch (its
 # HOT tuple, kept equal to this list by a test) picks the best one the CPU runs

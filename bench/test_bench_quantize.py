@@ -116,7 +116,7 @@ DELTA_E_MAX_PIXELS = 1 << 22  # larger images: mean CIEDE2000 over every 16th pi
 
 
 def quality(img, out):
-    from fastkm._color import ciede2000, srgb_to_lab
+    from fastkm.image._color import ciede2000, srgb_to_lab
 
     q = output_pixels(out)
     a, b = img.reshape(-1, 3), q.reshape(-1, 3)

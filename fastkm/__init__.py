@@ -13,13 +13,13 @@ import); ``import fastkm``, ``quantize`` and the command line never import
 scikit-learn.
 """
 from fastkm._config import show_config
+from fastkm.image import Palette, QuantizedImage, quantize
 from fastkm.kmeans._seeding import kmeans_plusplus
-from fastkm.quantize import Palette, quantize
 
 __version__ = "0.1.0"
 
-__all__ = ["KMeans", "k_means", "kmeans_plusplus", "Palette", "quantize", "show_config",
-           "__version__"]
+__all__ = ["KMeans", "k_means", "kmeans_plusplus", "Palette", "QuantizedImage", "quantize",
+           "show_config", "__version__"]
 
 
 def __getattr__(name):

@@ -229,8 +229,7 @@ class _Progress:
 def _quantize_run(args):
     import time
 
-    import fastkm.quantize  # noqa: F401 (the module; fastkm.quantize is also the function)
-    fq = sys.modules["fastkm.quantize"]
+    from fastkm import image as fq
 
     if not 1 <= args.colors <= MAX_INDEXED_COLORS:
         raise CLIError(f"-k/--colors must be in 1..{MAX_INDEXED_COLORS} for PNG and GIF "

@@ -48,3 +48,14 @@ def blobs():
     centers = rng.uniform(-10, 10, size=(6, 5))
     X = np.concatenate([c + rng.normal(scale=1.0, size=(200, 5)) for c in centers])
     return X[rng.permutation(len(X))]
+
+
+def seed_pp(X, k, sample_weight, seed, n_threads, n_local_trials=None):
+    """Greedy k-means++ on X as it is (no deduplication, no reordering, no
+    centring): (centers, indices), through the fit's own seeding code."""
+    from fastkm.kmeans._prepare import FitData
+    from fastkm.kmeans._seeding import kmeans_plusplus_data
+
+    sw = np.ascontiguousarray(sample_weight, dtype=X.dtype)
+    data = FitData(X, sw, None, sw, False, None, None)
+    return kmeans_plusplus_data(data, k, np.random.RandomState(seed), n_local_trials, n_threads)

@@ -3,7 +3,10 @@ import numpy as np
 import pytest
 
 from fastkm import KMeans, kmeans_plusplus
-from fastkm._kmeans import _choose_algorithm
+from fastkm._kernels.reduce import BlockSums
+from fastkm._kernels.runtime import Region
+from fastkm.kmeans._policy import choose_algorithm as _choose_algorithm
+from fastkm.kmeans._solver import center_sq_distances as _center_sq_distances
 from conftest import has_near_ties, numpy_lloyd
 
 ALGORITHMS = ["hamerly", "elkan", "exponion", "auto"]
@@ -85,14 +88,14 @@ def test_k_equals_one_and_n():
 
 
 def test_elkan_memory_guard(monkeypatch):
-    import fastkm._kmeans as km_mod
+    from fastkm.kmeans import _policy
 
     X = dataset("gauss-d8", np.float64)
-    monkeypatch.setattr(km_mod, "ELKAN_MAX_BYTES", 1000)
+    monkeypatch.setattr(_policy, "ELKAN_MAX_BYTES", 1000)
     with pytest.warns(RuntimeWarning, match="using 'hamerly' instead"):
         est = KMeans(5, algorithm="elkan", random_state=0).fit(X)
-    assert est._algorithm == "hamerly"
-    assert KMeans(5, algorithm="auto", random_state=0).fit(X)._algorithm != "elkan"
+    assert est.algorithm_ == "hamerly"
+    assert KMeans(5, algorithm="auto", random_state=0).fit(X).algorithm_ != "elkan"
 
 
 def test_auto_rule():
@@ -108,24 +111,23 @@ def test_auto_rule():
 
 
 def test_exponion_memory_guard(monkeypatch):
-    import fastkm._kmeans as km_mod
+    from fastkm.kmeans import _policy
 
     X = dataset("blobs-d20", np.float32)
     ref = KMeans(30, algorithm="exponion", random_state=0).fit(X)
-    assert ref._algorithm == "exponion"
-    monkeypatch.setattr(km_mod, "BALL_MAX_BYTES", 1000)
+    assert ref.algorithm_ == "exponion"
+    monkeypatch.setattr(_policy, "BALL_MAX_BYTES", 1000)
     with pytest.warns(RuntimeWarning, match="using 'hamerly' instead"):
         est = KMeans(30, algorithm="exponion", random_state=0).fit(X)
-    assert est._algorithm == "hamerly"
+    assert est.algorithm_ == "hamerly"
     np.testing.assert_array_equal(est.labels_, ref.labels_)
-    assert KMeans(30, random_state=0).fit(X)._algorithm == "hamerly"
+    assert KMeans(30, random_state=0).fit(X).algorithm_ == "hamerly"
 
 
 def test_ball_tables_match_numpy():
     """Each center's 16 nearest centers (itself first, ties by index), the distance
     to the nearest one left out, and half the nearest-other distance."""
     from fastkm._dispatch import hamerly
-    from fastkm._kmeans import _center_sq_distances
 
     rng = np.random.RandomState(3)
     C = rng.normal(size=(40, 6))
@@ -152,7 +154,6 @@ def test_exponion_ball_search_repairs_labels(dtype, d):
     center's nearest neighbour) and bounds that force a search. It must find
     Lloyd's labels and leave valid bounds."""
     from fastkm._dispatch import hamerly
-    from fastkm._kmeans import _LloydBuffers, _center_sq_distances
 
     rng = np.random.RandomState(d)
     k = 60
@@ -168,11 +169,8 @@ def test_exponion_ball_search_repairs_labels(dtype, d):
     n = len(X)
     upper = np.full(n, 1e300)
     lower = np.zeros(n)
-    buf = _LloydBuffers(n, k, d)
-    hamerly.hamerly_iter(X, np.ones(n, dtype), C, half_sep, np.zeros(k), False, upper, lower,
-                         np.zeros_like(buf.block_sums), np.zeros_like(buf.block_weights),
-                         buf.block_changed, buf.sums, buf.weights, labels, buf.rows_per_block,
-                         2, ball=ball, beyond=beyond)
+    hamerly.hamerly_iter(X, np.ones(n, dtype), C, labels, BlockSums(n, k, d), half_sep,
+                         np.zeros(k), False, upper, lower, Region(2), ball=ball, beyond=beyond)
     np.testing.assert_array_equal(labels, ref)
     dist = np.sqrt(Ds)
     assert np.all(upper >= dist[:, 0] * (1 - 1e-5))
@@ -201,7 +199,6 @@ def test_exponion_kernel_rejects_ball_lists_of_other_centers():
     """hamerly_iter with ball lists whose shape does not match the centers: a
     ValueError, and the labels and bounds are left as they were."""
     from fastkm._dispatch import hamerly
-    from fastkm._kmeans import _LloydBuffers, _center_sq_distances
 
     rng = np.random.RandomState(0)
     X = rng.normal(size=(500, 6))
@@ -210,12 +207,10 @@ def test_exponion_kernel_rejects_ball_lists_of_other_centers():
     labels = np.zeros(500, dtype=np.int32)
     upper = np.full(500, 1.0)
     lower = np.zeros(500)
-    buf = _LloydBuffers(500, 10, 6)
     before = (labels.copy(), upper.copy(), lower.copy())
     with pytest.raises(ValueError, match="ball_tables of these centers"):
-        hamerly.hamerly_iter(X, np.ones(500), C, np.ones(10), np.zeros(10), False, upper,
-                             lower, buf.block_sums, buf.block_weights, buf.block_changed,
-                             buf.sums, buf.weights, labels, buf.rows_per_block, 1,
-                             ball=ball, beyond=beyond)
+        hamerly.hamerly_iter(X, np.ones(500), C, labels, BlockSums(500, 10, 6), np.ones(10),
+                             np.zeros(10), False, upper, lower, Region(1), ball=ball,
+                             beyond=beyond)
     for a, b in zip(before, (labels, upper, lower)):
         np.testing.assert_array_equal(a, b)

@@ -5,10 +5,14 @@ import numpy as np
 import pytest
 
 import fastkm
-import fastkm._kmeans as km
-from fastkm import _common
 from fastkm._dispatch import lloyd
-from conftest import numpy_lloyd
+from fastkm._kernels import layout, prepare as _prepare
+from fastkm._kernels.reduce import BlockSums
+from fastkm._kernels.runtime import Region
+from fastkm.kmeans import _policy
+from fastkm.kmeans._prepare import FitData, deduplicate, tile_layout
+from fastkm.kmeans._seeding import kmeans_plusplus_data
+from conftest import numpy_lloyd, seed_pp
 
 
 def _colors(n=20000, distinct=1500, seed=0, dtype=np.float64):
@@ -21,48 +25,49 @@ def _colors(n=20000, distinct=1500, seed=0, dtype=np.float64):
 def plain(monkeypatch):
     """Turn deduplication and spatial ordering off (the reference path)."""
     def off():
-        monkeypatch.setattr(km, "_DEDUP_MIN_SAMPLES", 1 << 62)
+        monkeypatch.setattr(_policy, "DEDUP_MIN_SAMPLES", 1 << 62)
+        monkeypatch.setattr(_policy, "PRUNE_MIN_SAMPLES", 1 << 62)
     return off
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_unique_rows_matches_numpy(dtype):
     X = _colors(dtype=dtype)
-    U, inverse = _common.unique_rows(X, X.shape[0])
+    U, inverse = _prepare.unique_rows(X, X.shape[0])
     np.testing.assert_array_equal(U[inverse], X)
     assert U.shape[0] == np.unique(X, axis=0).shape[0]
     assert inverse.dtype == np.int32 and U.dtype == dtype
     for threads in (2, 3):
-        U2, inverse2 = _common.unique_rows(X, X.shape[0], threads)
+        U2, inverse2 = _prepare.unique_rows(X, X.shape[0], threads)
         np.testing.assert_array_equal(U2, U)
         np.testing.assert_array_equal(inverse2, inverse)
     # odd-width float32 rows (a 4-byte tail) and rows differing in one bit
     Y = np.zeros((6000, 5), dtype=np.float32)
     Y[::2, 4] = np.float32(1e-45)
-    U3, inv3 = _common.unique_rows(Y, 10)
+    U3, inv3 = _prepare.unique_rows(Y, 10)
     assert U3.shape[0] == 2 and np.array_equal(U3[inv3], Y)
 
 
 def test_unique_rows_gives_up_when_rows_are_distinct():
     X = np.random.RandomState(0).normal(size=(50000, 3))
-    assert _common.unique_rows(X, 40000) is None
+    assert _prepare.unique_rows(X, 40000) is None
     Y = _colors(n=10000, distinct=3000)
-    assert _common.unique_rows(Y, 100) is None  # more than max_unique distinct rows
-    assert _common.unique_rows(Y, 5000) is not None
+    assert _prepare.unique_rows(Y, 100) is None  # more than max_unique distinct rows
+    assert _prepare.unique_rows(Y, 5000) is not None
 
 
 def test_spatial_order_is_a_deterministic_permutation():
     X = np.random.RandomState(1).normal(size=(30000, 3))
-    p = _common.spatial_order(X)
+    p = _prepare.spatial_order(X)
     assert np.array_equal(np.sort(p), np.arange(X.shape[0]))
-    assert np.array_equal(p, _common.spatial_order(X.copy()))
+    assert np.array_equal(p, _prepare.spatial_order(X.copy()))
     # neighbours in the order are close: consecutive 256-row runs span small boxes
     Y = X[p]
     spans = [np.ptp(Y[s:s + 256], axis=0).max() for s in range(0, len(Y) - 256, 256)]
     assert np.median(spans) < 0.25 * np.ptp(X, axis=0).max()
     # constant columns and d = 1 are fine
     Z = np.zeros((1000, 2))
-    assert np.array_equal(np.sort(_common.spatial_order(Z)), np.arange(1000))
+    assert np.array_equal(np.sort(_prepare.spatial_order(Z)), np.arange(1000))
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 4, 6, 8])
@@ -70,22 +75,20 @@ def test_spatial_order_is_a_deterministic_permutation():
 def test_pruned_lloyd_pass_is_bitwise_the_direct_pass(d, dtype):
     rng = np.random.RandomState(d)
     X = rng.randint(0, 20, size=(6000, d)).astype(dtype) / 19  # ties on a grid
-    X = np.ascontiguousarray(X[_common.spatial_order(X)])
+    X = np.ascontiguousarray(X[_prepare.spatial_order(X)])
     sw = rng.uniform(0.5, 2, size=len(X)).astype(dtype)
     C = np.ascontiguousarray(X[rng.choice(len(X), 24, replace=False)] + 0.01, dtype=dtype)
     C[5] = C[4]  # a duplicated center: ties between centers too
-    xt = km._tile_layout(X, 2)
+    xt = tile_layout(X, 2)
     out = []
     for prune, tiles, threads in [(False, None, 1), (True, None, 2), (True, xt, 1), (True, xt, 3)]:
         n, k = len(X), len(C)
-        nb, rpb = _common.block_layout(n, k, d)
         labels = np.full(n, -1, dtype=np.int32)
-        sums, weights = np.empty((k, d)), np.empty(k)
-        lloyd.lloyd_iter(X, sw, C, np.empty((nb, k, d)), np.empty((nb, k)),
-                         sums, weights, labels, rpb, threads,
-                         prune, tiles)
+        bs = BlockSums(n, k, d)
+        lloyd.lloyd_iter(X, sw, C, labels, bs, Region(threads), prune, tiles)
+        sums, weights = bs.sums.copy(), bs.weights.copy()
         assigned = np.empty(n, dtype=np.int32)
-        lloyd.assign_labels(X, C, assigned, threads, prune, tiles)
+        lloyd.assign_labels(X, C, assigned, Region(threads), prune, tiles)
         np.testing.assert_array_equal(assigned, labels)
         out.append((labels, sums, weights))
     for labels, sums, weights in out[1:]:
@@ -113,14 +116,15 @@ def test_dedup_and_order_do_not_change_the_fit(plain, dtype, algorithm):
 def test_seeding_on_distinct_rows_draws_the_full_data_centers():
     X = _colors()
     sw = np.ones(len(X))
-    Xu, wu, inverse = km._deduplicate(X, sw, 32)
+    Xu, wu, inverse = deduplicate(X, sw, 32)
     assert Xu.shape[0] < 0.2 * X.shape[0]
-    ref_c, ref_idx = km._kmeans_plusplus(X, 32, sw, np.random.RandomState(7), None, 2)
-    perm = _common.spatial_order(Xu)
+    ref_c, ref_idx = seed_pp(X, 32, sw, 7, 2)
+    perm = _prepare.spatial_order(Xu)
     rank = np.empty(len(perm), dtype=np.int32)
     rank[perm] = np.arange(len(perm), dtype=np.int32)
     for Y, w, inv in [(Xu, wu, inverse), (Xu[perm], wu[perm], rank[inverse])]:
-        c, idx = km._kmeans_plusplus(Y, 32, w, np.random.RandomState(7), None, 2, (inv, sw))
+        data = FitData(Y, w, inv, sw, False, None, None)
+        c, idx = kmeans_plusplus_data(data, 32, np.random.RandomState(7), None, 2)
         np.testing.assert_array_equal(idx, ref_idx)
         np.testing.assert_array_equal(c, ref_c)
 
@@ -148,7 +152,7 @@ def test_auto_uses_pruned_lloyd_for_few_features_and_exponion_beyond():
     for d, expected in [(2, "lloyd"), (3, "lloyd"), (4, "lloyd"), (6, "exponion"),
                         (8, "exponion"), (12, "exponion")]:
         X = rng.normal(size=(5000, d))
-        assert fastkm.KMeans(10, n_init=1, random_state=0).fit(X)._algorithm == expected
+        assert fastkm.KMeans(10, n_init=1, random_state=0).fit(X).algorithm_ == expected
     # no spatial order (too few rows): Lloyd only for colors
     X = rng.normal(size=(500, 2))
-    assert fastkm.KMeans(10, random_state=0).fit(X)._algorithm == "exponion"
+    assert fastkm.KMeans(10, random_state=0).fit(X).algorithm_ == "exponion"

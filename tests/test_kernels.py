@@ -7,16 +7,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from fastkm import _common
-from conftest import has_near_ties, numpy_assign
+from fastkm._kernels import layout, stats
+from fastkm._kernels.reduce import BlockSums
+from fastkm._kernels.runtime import Region, cpu_x86_level
+from conftest import has_near_ties, numpy_assign, seed_pp
 
 ISA_SUFFIXES = [""]
 for _suffix, _level in (("_v3", 3), ("_v4", 4)):
-    from fastkm._openmp_helpers import cpu_x86_level
-
     if cpu_x86_level() >= _level:  # checked first: the module may not even load otherwise
         try:
-            importlib.import_module("fastkm._lloyd" + _suffix)
+            importlib.import_module("fastkm._kernels.lloyd" + _suffix)
             ISA_SUFFIXES.append(_suffix)
         except ImportError:
             pass
@@ -24,20 +24,16 @@ for _suffix, _level in (("_v3", 3), ("_v4", 4)):
 
 @pytest.fixture(params=ISA_SUFFIXES, ids=lambda s: s.strip("_") or "baseline")
 def kernels(request):
-    return (importlib.import_module("fastkm._lloyd" + request.param),
-            importlib.import_module("fastkm._kmeanspp" + request.param))
+    return tuple(importlib.import_module(f"fastkm._kernels.{name}{request.param}")
+                 for name in ("lloyd", "seeding", "seeding_dot"))
 
 
 def lloyd_step(lloyd, X, sw, C, labels, n_threads=2):
     n, d = X.shape
     k = C.shape[0]
-    nb, rpb = _common.block_layout(n, k, d)
-    sums = np.empty((k, d))
-    weights = np.empty(k)
-    changed = lloyd.lloyd_iter(
-        X, sw, C, np.empty((nb, k, d)), np.empty((nb, k)), sums, weights, labels, rpb, n_threads,
-    )
-    return changed, sums, weights
+    bs = BlockSums(n, k, d)
+    changed = lloyd.lloyd_iter(X, sw, C, labels, bs, Region(n_threads))
+    return changed, bs.sums.copy(), bs.weights.copy()
 
 
 SHAPES = [(1, 1, 1), (7, 1, 3), (300, 2, 5), (1000, 3, 64), (513, 4, 7), (600, 7, 9),
@@ -47,7 +43,7 @@ SHAPES = [(1, 1, 1), (7, 1, 3), (300, 2, 5), (1000, 3, 64), (513, 4, 7), (600, 7
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,d,k", SHAPES)
 def test_lloyd_iter_matches_numpy(kernels, dtype, n, d, k):
-    lloyd, _ = kernels
+    lloyd = kernels[0]
     rng = np.random.RandomState(n + d + k)
     X = rng.normal(size=(n, d)).astype(dtype)
     C = X[rng.choice(n, k, replace=False)].copy()
@@ -73,7 +69,7 @@ def test_lloyd_iter_matches_numpy(kernels, dtype, n, d, k):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n,d,k", SHAPES)
 def test_assign_labels_and_distances(kernels, dtype, n, d, k):
-    lloyd, _ = kernels
+    lloyd = kernels[0]
     rng = np.random.RandomState(7 * n + d)
     X = rng.uniform(-3, 3, size=(n, d)).astype(dtype)
     C = rng.uniform(-3, 3, size=(k, d)).astype(dtype)
@@ -81,21 +77,21 @@ def test_assign_labels_and_distances(kernels, dtype, n, d, k):
         pytest.skip("near-tie in random data")
     ref_labels, ref_d2 = numpy_assign(X, C)
     labels = np.empty(n, dtype=np.int32)
-    lloyd.assign_labels(X, C, labels, 2)
+    lloyd.assign_labels(X, C, labels, Region(2))
     np.testing.assert_array_equal(labels, ref_labels)
     out = np.empty((n, k), dtype=dtype)
-    lloyd.pairwise_distances(X, C, out, False, 2)
+    lloyd.pairwise_distances(X, C, out, Region(2))
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out, np.sqrt(ref_d2), rtol=tol, atol=tol)
 
 
 def test_duplicates_tie_to_lowest_index(kernels):
-    lloyd, _ = kernels
+    lloyd = kernels[0]
     for d in (1, 2, 3, 4, 12):
         X = np.zeros((10, d))
         C = np.zeros((9, d))  # every center equidistant: lowest index wins, as np.argmin
         labels = np.full(10, 5, dtype=np.int32)
-        lloyd.assign_labels(X, C, labels, 2)
+        lloyd.assign_labels(X, C, labels, Region(2))
         assert (labels == 0).all()
 
 
@@ -105,41 +101,41 @@ def test_inertia_and_distances_to_assigned():
     C = rng.normal(size=(5, 4))
     sw = rng.uniform(size=1000)
     labels = rng.randint(0, 5, size=1000).astype(np.int32)
-    nb, rpb = _common.block_layout(1000)
+    nb, rpb = layout.block_layout(1000)
     ref = ((X - C[labels]) ** 2).sum(axis=1)
-    got = _common.inertia(X, sw, C, labels, np.empty(nb), rpb, 2)
+    got = stats.inertia(X, sw, C, labels, np.empty(nb), rpb, 2)
     assert got == pytest.approx(float(ref @ sw), rel=1e-12)
     out = np.empty(1000)
-    _common.distances_to_assigned(X, C, labels, out, 2)
+    stats.distances_to_assigned(X, C, labels, out, 2)
     np.testing.assert_allclose(out, ref, rtol=1e-12)
 
 
 @pytest.mark.parametrize("n,k,d", [(1, 1, 1), (255, 8, 3), (256, 8, 3), (257, 8, 3),
                                    (10**6, 256, 32), (10**5, 4096, 784)])
 def test_block_layout_covers_rows(n, k, d):
-    nb, rpb = _common.block_layout(n, k, d)
-    assert nb >= 1 and rpb % _common.CHUNK_ROWS == 0
+    nb, rpb = layout.block_layout(n, k, d)
+    assert nb >= 1 and rpb % layout.CHUNK_ROWS == 0
     assert (nb - 1) * rpb < n <= nb * rpb
-    assert nb <= _common.MAX_BLOCKS
-    assert nb * k * (d + 1) * 8 <= max(_common.BLOCK_SUMS_BUDGET, k * (d + 1) * 8)
+    assert nb <= layout.MAX_BLOCK_COUNT
+    assert nb * k * (d + 1) * 8 <= max(layout.BLOCK_SUMS_BUDGET, k * (d + 1) * 8)
 
 
 def test_kmeanspp_kernels_match_numpy(kernels):
-    _, kpp = kernels
+    kpp = kernels[1]
     rng = np.random.RandomState(1)
     n, d = 2000, 3
     X = rng.normal(size=(n, d))
     sw = rng.uniform(0.1, 1, size=n)
-    nb, rpb = _common.block_layout(n)
+    nb, rpb = layout.block_layout(n)
     closest = np.full(n, np.inf)
     block_pot = np.empty(nb)
-    pot = kpp.update_closest(X, sw, closest, X[5], block_pot, rpb, 2)
+    pot = kpp.update_closest(X, sw, closest, X[5], block_pot, rpb, Region(2))
     ref = ((X - X[5]) ** 2).sum(axis=1)
     np.testing.assert_allclose(closest, ref, rtol=1e-12)
     assert pot == pytest.approx(ref @ sw, rel=1e-12)
     cands = X[[10, 20, 30]]
     cand_pot = np.empty((3, nb))
-    kpp.candidate_potentials(X, sw, closest, cands, cand_pot, rpb, 2)
+    kpp.candidate_potentials(X, sw, closest, cands, cand_pot, rpb, Region(2))
     for t in range(3):
         dt = np.minimum(ref, ((X - cands[t]) ** 2).sum(axis=1))
         assert cand_pot[t].sum() == pytest.approx(dt @ sw, rel=1e-12)
@@ -159,21 +155,22 @@ def test_kmeanspp_kernels_match_numpy(kernels):
 def test_kmeanspp_pretransposed_path_is_bitwise_equal(kernels, d, dtype):
     """The whole-X tile copy (fused d <= 4 kernels) gives the same bits as the
     per-chunk path, for any thread count; potentials agree with NumPy."""
-    _, kpp = kernels
+    kpp = kernels[1]
     rng = np.random.RandomState(d)
-    n = 3 * _common.CHUNK_ROWS + 37  # a short last chunk
+    n = 3 * layout.CHUNK_ROWS + 37  # a short last chunk
     X = rng.normal(size=(n, d)).astype(dtype)
     sw = rng.uniform(0.1, 2, size=n).astype(dtype)
-    nb, rpb = _common.block_layout(n)
-    xt = np.empty((-(-n // _common.CHUNK_ROWS), d, _common.CHUNK_ROWS), dtype=dtype)
-    kpp.transpose_chunks(X, xt, 2)
+    nb, rpb = layout.block_layout(n)
+    xt = np.empty((-(-n // layout.CHUNK_ROWS), d, layout.CHUNK_ROWS), dtype=dtype)
+    layout.transpose_chunks(X, xt, 2)
     results = []
     for pre, threads in [(None, 1), (xt, 1), (xt, 3), (None, 2)]:
         closest = np.full(n, np.inf)
         bp = np.empty(nb)
-        pot = kpp.update_closest(X, sw, closest, X[3], bp, rpb, threads, pre)
+        pot = kpp.update_closest(X, sw, closest, X[3], bp, rpb, Region(threads), pre)
         cp = np.empty((4, nb))
-        kpp.candidate_potentials(X, sw, closest, X[[7, 50, 400, n - 1]], cp, rpb, threads, pre)
+        kpp.candidate_potentials(X, sw, closest, X[[7, 50, 400, n - 1]], cp, rpb, Region(threads),
+                                 pre)
         results.append((pot, closest.copy(), cp.copy()))
     for pot, closest, cp in results[1:]:
         assert pot == results[0][0]
@@ -192,14 +189,12 @@ def test_kmeanspp_equals_brute_force_greedy(d):
     """Our seeding picks exactly the centers of a brute-force greedy k-means++
     (scikit-learn's algorithm) fed the same random stream: the few-feature
     kernels (d=5) and the dot-product ones (d=12, 40), for any thread count."""
-    from fastkm._kmeans import _kmeans_plusplus
-
     rng = np.random.RandomState(4)
     X = np.concatenate([c + rng.normal(size=(300, d)) for c in rng.uniform(-20, 20, (8, d))])
     sw = rng.uniform(0.5, 1.5, size=len(X))
-    centers, idx = _kmeans_plusplus(X, 12, sw, np.random.RandomState(0), None, 2)
+    centers, idx = seed_pp(X, 12, sw, 0, 2)
     for threads in (1, 3):
-        c2, idx2 = _kmeans_plusplus(X, 12, sw, np.random.RandomState(0), None, threads)
+        c2, idx2 = seed_pp(X, 12, sw, 0, threads)
         np.testing.assert_array_equal(idx2, idx)
         np.testing.assert_array_equal(c2, centers)
     chosen = greedy_kmeanspp_reference(X, sw, 12, 0)
@@ -240,23 +235,23 @@ class _CheckedPruning:
         return getattr(self.kpp, name)
 
     def dot_potentials(self, X, sw, closest, x_sq, cand, owner, radius, gap, block_pot, d2,
-                       rows, n_rows, rpb, n_threads, prune=True):
-        assert prune  # _SEED_PRUNE_BELOW is patched: every step prunes
+                       rows, n_rows, rpb, region, prune=True):
+        assert prune  # SEED_PRUNE_BELOW is patched: every step prunes
         n = len(closest)
         full_pot, full_d2 = np.empty_like(block_pot), np.empty_like(d2)
         full_rows, full_n = np.empty_like(rows), np.empty_like(n_rows)
         # the unpruned kernel, and the pruned one told to evaluate every row
         assert self.kpp.dot_potentials(X, sw, closest, x_sq, cand, owner, radius, gap, full_pot,
-                                       full_d2, full_rows, full_n, rpb, n_threads, False) == n
+                                       full_d2, full_rows, full_n, rpb, region, False) == n
         np.testing.assert_array_equal(full_n, -1)
         all_pot, all_d2 = np.empty_like(block_pot), np.empty_like(d2)
         assert self.kpp.dot_potentials(X, sw, closest, x_sq, cand, owner, np.full(n, np.inf), gap,
-                                       all_pot, all_d2, full_rows, full_n, rpb, n_threads) == n
+                                       all_pot, all_d2, full_rows, full_n, rpb, region) == n
         np.testing.assert_array_equal(full_rows, np.arange(n))
         assert all_pot.tobytes() == full_pot.tobytes()
         assert all_d2.tobytes() == full_d2.tobytes()
         count = self.kpp.dot_potentials(X, sw, closest, x_sq, cand, owner, radius, gap,
-                                        block_pot, d2, rows, n_rows, rpb, n_threads)
+                                        block_pot, d2, rows, n_rows, rpb, region)
         self.counts.append(count)
         assert block_pot.tobytes() == full_pot.tobytes()  # the unpruned potentials, bitwise
         pos = np.concatenate([np.arange(b * rpb, b * rpb + c) for b, c in enumerate(n_rows)])
@@ -271,17 +266,16 @@ class _CheckedPruning:
 
 
 def _seed_checked(monkeypatch, kpp, X, sw, k, n_threads=2):
-    from fastkm import _kmeans
+    from fastkm.kmeans import _policy, _seeding
 
     checked = _CheckedPruning(kpp)
-    monkeypatch.setattr(_kmeans, "_kmeanspp", checked)
-    monkeypatch.setattr(_kmeans, "_SEED_PRUNE_BELOW", 2.0)  # test rows at every step
-    centers, idx = _kmeans._kmeans_plusplus(X, k, sw, np.random.RandomState(0), None, n_threads)
+    monkeypatch.setattr(_seeding, "seeding_dot", checked)
+    monkeypatch.setattr(_policy, "SEED_PRUNE_BELOW", 2.0)  # test rows at every step
+    centers, idx = seed_pp(X, k, sw, 0, n_threads)
     monkeypatch.undo()
     # the default schedule (pruning late steps only) draws the same centers
-    monkeypatch.setattr(_kmeans, "_kmeanspp", kpp)
-    plain_c, plain_idx = _kmeans._kmeans_plusplus(X, k, sw, np.random.RandomState(0), None,
-                                                  n_threads)
+    monkeypatch.setattr(_seeding, "seeding_dot", kpp)
+    plain_c, plain_idx = seed_pp(X, k, sw, 0, n_threads)
     monkeypatch.undo()
     np.testing.assert_array_equal(plain_idx, idx)
     assert plain_c.tobytes() == centers.tobytes()
@@ -293,7 +287,7 @@ def test_pruned_seeding_on_separated_blobs(kernels, monkeypatch, dtype):
     """Well-separated blobs: the pruning skips most rows once most blobs hold a
     center, every step's potentials equal the unpruned kernel's bit for bit,
     the centers are the brute-force greedy k-means++ ones, for any thread count."""
-    _, kpp = kernels
+    kpp = kernels[2]
     rng = np.random.RandomState(11)
     d, blobs, per = 16, 40, 60
     X = np.concatenate([c + rng.normal(size=(per, d)) for c in rng.uniform(-60, 60, (blobs, d))])
@@ -321,7 +315,7 @@ def test_pruned_seeding_skips_nothing_it_may_not(kernels, monkeypatch, dtype):
     """Data far from the origin (the dot expansion's rounding dominates the
     distances) and identical rows: no row may be skipped, and none is; every
     step's potentials equal the unpruned kernel's."""
-    _, kpp = kernels
+    kpp = kernels[2]
     rng = np.random.RandomState(12)
     scale = 1e-2 if dtype == np.float32 else 1e-7
     X = (1e3 + scale * rng.normal(size=(1500, 12))).astype(dtype)
@@ -357,7 +351,7 @@ def test_property_assignment_is_argmin(data, n, d, dtype):
     from fastkm._dispatch import lloyd
 
     labels = np.empty(n, dtype=np.int32)
-    lloyd.assign_labels(X, C, labels, 2)
+    lloyd.assign_labels(X, C, labels, Region(2))
     _, d2 = numpy_assign(X, C)
     chosen = d2[np.arange(n), labels]
     # the chosen center is a nearest one up to the kernel's rounding
@@ -391,18 +385,18 @@ def test_dot_seeding_kernel_rejects_too_many_candidates_and_seeding_falls_back()
     """dot_potentials takes at most 16 candidates per pass; kmeans_plusplus with
     more local trials uses the per-feature kernels instead (same draws)."""
     import fastkm
-    from fastkm._dispatch import kmeanspp
+    from fastkm._dispatch import seeding_dot
 
     rng = np.random.RandomState(0)
     X = rng.normal(size=(600, 12))
     sw = np.ones(len(X))
-    nb, rpb = _common.block_layout(len(X))
+    nb, rpb = layout.block_layout(len(X))
     with pytest.raises(ValueError, match="at most 16 candidates"):
-        kmeanspp.dot_potentials(X, sw, np.full(len(X), np.inf), (X ** 2).sum(1), X[:17],
+        seeding_dot.dot_potentials(X, sw, np.full(len(X), np.inf), (X ** 2).sum(1), X[:17],
                                 np.zeros(len(X), dtype=np.int32), np.full(len(X), np.inf),
                                 np.zeros(1), np.empty((17, nb)), np.empty((17, len(X))),
                                 np.empty(len(X), dtype=np.int32), np.empty(nb, dtype=np.intp),
-                                rpb, 1)
+                                rpb, Region(1))
     centers, idx = fastkm.kmeans_plusplus(X, 5, n_local_trials=20, random_state=0)
     np.testing.assert_array_equal(centers, X[idx])
     assert len(set(idx.tolist())) == 5
@@ -412,8 +406,6 @@ def test_dot_seeding_kernel_rejects_too_many_candidates_and_seeding_falls_back()
 def test_centre_columns_matches_numpy(dtype):
     """The fit's mean-centring: X - mean rounded to X's dtype, as NumPy computes
     it; the same bits for any thread count; in place works; shapes are checked."""
-    from fastkm import _common
-
     rng = np.random.RandomState(0)
     X = (rng.normal(size=(3001, 13)) * 50 + 1e3).astype(dtype)
     before = X.copy()
@@ -421,17 +413,17 @@ def test_centre_columns_matches_numpy(dtype):
     outs = []
     for threads in (1, 2, 3):
         out = np.empty_like(X)
-        mean = _common.centre_columns(X, out, threads)
+        mean = stats.centre_columns(X, out, threads)
         np.testing.assert_allclose(mean, ref_mean, rtol=1e-12)
         np.testing.assert_array_equal(out, X - mean.astype(dtype))
         outs.append((mean.tobytes(), out.tobytes()))
     assert len(set(outs)) == 1
     np.testing.assert_array_equal(X, before)          # input untouched
     Y = X.copy()
-    _common.centre_columns(Y, Y, 2)
+    stats.centre_columns(Y, Y, 2)
     assert Y.tobytes() == outs[0][1]
     with pytest.raises(ValueError, match="shape"):
-        _common.centre_columns(X, np.empty((3000, 13), dtype=dtype), 1)
+        stats.centre_columns(X, np.empty((3000, 13), dtype=dtype), 1)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -439,13 +431,11 @@ def test_centre_columns_matches_numpy(dtype):
 def test_row_sq_norms(dtype, d):
     """Seeding's ||x||^2: the float64 sum of squares (to rounding), the same bits
     for any thread count, the input untouched."""
-    from fastkm import _common
-
     rng = np.random.RandomState(d)
     X = (rng.normal(size=(1037, d)) * 30).astype(dtype)
     before = X.copy()
     ref = (X.astype(np.float64) ** 2).sum(axis=1)
-    outs = [_common.row_sq_norms(X, t) for t in (1, 2, 3)]
+    outs = [stats.row_sq_norms(X, t) for t in (1, 2, 3)]
     np.testing.assert_allclose(outs[0], ref, rtol=1e-13)
     assert outs[0].dtype == np.float64
     assert all(o.tobytes() == outs[0].tobytes() for o in outs)
@@ -456,28 +446,24 @@ def test_row_sq_norms(dtype, d):
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_all_finite(dtype, bad):
     """The compiled finiteness scan finds one bad value anywhere, with any thread count."""
-    from fastkm import _common
-
     X = np.ones((513, 5), dtype=dtype)
     for t in (1, 2, 3):
-        assert _common.all_finite(X, t)
+        assert stats.all_finite(X, t)
     for i, j in [(0, 0), (256, 3), (512, 4)]:
         Y = X.copy()
         Y[i, j] = bad
-        assert [_common.all_finite(Y, t) for t in (1, 2, 3)] == [False] * 3
+        assert [stats.all_finite(Y, t) for t in (1, 2, 3)] == [False] * 3
     big = np.full((2, 2), np.finfo(dtype).max, dtype=dtype)
-    assert _common.all_finite(big, 2)
+    assert stats.all_finite(big, 2)
 
 
 def test_center_sq_distances_thread_independent():
     """Hamerly/Exponion/Elkan's center-center distances: exact differences, the
     same bits for any thread count."""
-    from fastkm import _common
-
     rng = np.random.RandomState(3)
     C = rng.normal(size=(67, 9))
     ref = ((C[:, None, :] - C[None, :, :]) ** 2).sum(axis=2)
-    outs = [_common.center_sq_distances(C, t) for t in (1, 2, 3)]
+    outs = [stats.center_sq_distances(C, t) for t in (1, 2, 3)]
     np.testing.assert_allclose(outs[0], ref, rtol=1e-13, atol=1e-13)
     assert np.all(np.diag(outs[0]) == 0)
     assert all(o.tobytes() == outs[0].tobytes() for o in outs)

@@ -253,16 +253,21 @@ def test_copy_x_false_gives_same_labels_on_wide_data():
 
 def test_n_init_keeps_best_run_and_random_init():
     X = make_data("colors")
-    single = [KMeans(8, init="random", n_init=1, random_state=np.random.RandomState(0))]
     best = KMeans(8, init="random", n_init=5, random_state=0).fit(X)
     runs = []
     rs = np.random.RandomState(0)
     for _ in range(5):
         runs.append(KMeans(8, init="random", n_init=1, random_state=rs).fit(X).inertia_)
     assert best.inertia_ == pytest.approx(min(runs), rel=1e-12)
-    assert single  # the RandomState is shared across runs exactly as n_init does
-    assert KMeans(8, init="random", random_state=0).fit(X)._n_init == 10
-    assert KMeans(8, random_state=0).fit(X)._n_init == 1
+    # (the RandomState is shared across runs exactly as n_init does)
+    # n_init='auto' is 10 runs for 'random': the best of those ten
+    auto = KMeans(8, init="random", random_state=0).fit(X)
+    ten = KMeans(8, init="random", n_init=10, random_state=0).fit(X)
+    assert auto.cluster_centers_.tobytes() == ten.cluster_centers_.tobytes()
+    # and one run for 'k-means++'
+    one = KMeans(8, random_state=0).fit(X)
+    assert one.cluster_centers_.tobytes() == \
+        KMeans(8, n_init=1, random_state=0).fit(X).cluster_centers_.tobytes()
 
 
 def test_explicit_init_with_n_init_warns():

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import fastkm
-from fastkm import KMeans, _common
+from fastkm import KMeans
 from fastkm._dispatch import lloyd
-from fastkm._openmp_helpers import OPENMP_ENABLED, openmp_max_threads
+from fastkm._kernels.reduce import BlockSums
+from fastkm._kernels.runtime import OPENMP_ENABLED, Region, openmp_max_threads
 from fastkm._validation import effective_n_threads
 
 REQUIRE_OPENMP = os.environ.get("FASTKM_REQUIRE_OPENMP", "") == "1"
@@ -74,10 +75,9 @@ def test_kernels_release_the_gil():
     n, d, k = 400_000, 3, 64
     X = rng.uniform(size=(n, d))
     C = X[:k].copy()
-    nb, rpb = _common.block_layout(n, k, d)
     labels = np.full(n, -1, dtype=np.int32)
     sw = np.ones(n)
-    bufs = (np.empty((nb, k, d)), np.empty((nb, k)), np.empty((k, d)), np.empty(k))
+    sums = BlockSums(n, k, d)
     counter = [0]
     stop = threading.Event()
     started = threading.Event()
@@ -94,7 +94,7 @@ def test_kernels_release_the_gil():
     try:
         c0 = counter[0]
         for _ in range(3):
-            lloyd.lloyd_iter(X, sw, C, *bufs, labels, rpb, 1)
+            lloyd.lloyd_iter(X, sw, C, labels, sums, Region(1))
         c1 = counter[0]
     finally:
         stop.set()

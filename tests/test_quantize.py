@@ -1,6 +1,5 @@
 """fastkm.quantize, fastkm.Palette and their kernels: exactness, every input mode,
 alpha, dithering, popularity order, determinism across thread counts."""
-import importlib
 import io
 import os
 
@@ -9,9 +8,8 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import fastkm
-from fastkm import Palette, _color, _quantize, quantize
-
-fq = importlib.import_module("fastkm.quantize")  # the module (fastkm.quantize is the function)
+from fastkm import Palette, quantize
+from fastkm.image import _color, _histogram, _kernels, _remap
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -66,8 +64,8 @@ def color_rank(palette):
 def nearest_bruteforce(pixels, palette):
     """Nearest entry in the integer features of the kernel; ties go to the entry
     of smallest color (so that the answer does not depend on the palette order)."""
-    f = fq._int_features(pixels.reshape(-1, pixels.shape[-1]))
-    p = fq._int_features(palette)
+    f = _remap._int_features(pixels.reshape(-1, pixels.shape[-1]))
+    p = _remap._int_features(palette)
     d2 = ((f[:, None, :] - p[None, :, :]) ** 2).sum(axis=2)
     score = d2 * len(palette) + color_rank(palette)[None, :]
     return score.argmin(axis=1).reshape(pixels.shape[:-1])
@@ -83,7 +81,7 @@ def psnr_of(a, b):
 def test_weighted_histogram_kmeans_equals_kmeans_on_all_pixels(china_crop):
     """k-means on the distinct colors weighted by their counts is k-means on the pixels."""
     X = china_crop.reshape(-1, 3).astype(np.float64)
-    hist = fq._histogram([china_crop])
+    hist = _histogram._histogram_of([china_crop])
     colors, weights = hist.colors, hist.weights
     assert weights.sum() == X.shape[0] and colors.shape[0] < X.shape[0]
     init = X[np.random.RandomState(0).choice(X.shape[0], 12, replace=False)]
@@ -103,7 +101,7 @@ def test_psnr_matches_weighted_kmeans_computed_another_way(china_crop):
     direct = psnr_of(china_crop, result.to_array())
     assert result.psnr == pytest.approx(direct, abs=1e-9)
 
-    hist = fq._histogram([china_crop])
+    hist = _histogram._histogram_of([china_crop])
     km = sk.KMeans(k, random_state=0, n_init=1).fit(hist.colors.astype(np.float64),
                                                    sample_weight=hist.weights)
     palette = np.clip(np.rint(km.cluster_centers_), 0, 255).astype(np.uint8)
@@ -140,8 +138,8 @@ def test_indices_are_exact_nearest_entries(rgb, space):
 def test_rgba_indices_are_exact_in_premultiplied_space(rgba):
     result = quantize(rgba, 20)
     visible = rgba[..., 3] > 0
-    assert_nearest(result.indices[visible], fq._int_features(rgba[visible]),
-                   fq._int_features(result.palette))
+    assert_nearest(result.indices[visible], _remap._int_features(rgba[visible]),
+                   _remap._int_features(result.palette))
     assert np.all(result.indices[~visible] == result.transparent_index)
 
 
@@ -149,7 +147,7 @@ def test_metrics_from_histogram_equal_metrics_per_pixel(rgb, rgba):
     for img in (rgb, rgba):
         result = quantize(img, 16)
         hist_mse, hist_de = result._errors
-        result._hist = None
+        result._distinct = None
         result.__dict__.pop("_errors")
         assert result._errors[0] == pytest.approx(hist_mse, rel=1e-9)
         assert result._errors[1] == pytest.approx(hist_de, rel=1e-9)
@@ -201,8 +199,8 @@ def test_more_than_256_colors_uses_uint16(rgb):
     result = quantize(rgb, 300, preset="fast")
     assert 256 < result.n_colors <= 300
     assert result.indices.dtype == np.uint16
-    assert_nearest(result.indices, fq._int_features(rgb.reshape(-1, 3)),
-                   fq._int_features(result.palette))
+    assert_nearest(result.indices, _remap._int_features(rgb.reshape(-1, 3)),
+                   _remap._int_features(result.palette))
     with pytest.raises(ValueError, match="at most 256"):
         result.image
 
@@ -457,7 +455,7 @@ def test_save_is_atomic(rgb, tmp_path):
 def test_histogram_counts_and_growth():
     rng = np.random.RandomState(1)
     px = rng.randint(0, 256, size=(200_000, 3)).astype(np.uint8)  # forces several rehashes
-    hist = fq._ColorHistogram(3, size_hint=16)
+    hist = _histogram._ColorHistogram(3, size_hint=16)
     hist.add(px[:70_000])
     hist.add(px[70_000:])
     p64 = px.astype(np.int64)
@@ -476,7 +474,7 @@ def test_histogram_counts_and_growth():
 
 def test_histogram_rgba_skips_transparent():
     px = np.array([[1, 2, 3, 0], [4, 5, 6, 0], [1, 2, 3, 255], [1, 2, 3, 255]], np.uint8)
-    hist = fq._ColorHistogram(4)
+    hist = _histogram._ColorHistogram(4)
     hist.add(px)
     assert hist.n_transparent == 2
     np.testing.assert_array_equal(hist.colors, [[1, 2, 3, 255]])
@@ -495,7 +493,7 @@ def test_remap_matches_bruteforce(seed, k, channels, n_threads):
     pal = Palette(colors)
     if channels == 4:
         pal.transparent_index = None  # plain nearest entry for every pixel
-    indices, counts = pal._remap(px, None, n_threads)
+    indices, counts = _remap._remap_pixels(pal, px, None, n_threads)
     np.testing.assert_array_equal(indices, nearest_bruteforce(px, colors))
     np.testing.assert_array_equal(counts, np.bincount(indices.ravel(), minlength=k))
 
@@ -505,14 +503,14 @@ def test_cell_candidates_cover_every_nearest_entry():
     pal = rng.randint(0, 256, size=(50, 3)).astype(np.float64)
     lo = rng.randint(0, 240, size=(200, 3)).astype(np.float64)
     hi = lo + rng.randint(0, 16, size=(200, 3))
-    pad = lambda x: np.ascontiguousarray(fq._pad4(x), dtype=np.float32)
+    pad = lambda x: np.ascontiguousarray(_remap._pad4(x), dtype=np.float32)
     counts = np.empty(200, np.int64)
     pal_t = np.ascontiguousarray(pad(pal).T)
-    _quantize.cell_candidates(pad(lo), pad(hi), pal_t, np.zeros(1, np.int64), counts,
-                              np.empty(0, np.uint16), False, 2)
+    _kernels.cell_candidates(pad(lo), pad(hi), pal_t, np.zeros(1, np.int64), counts,
+                             np.empty(0, np.uint16), False, 2)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     cand = np.empty(offsets[-1], np.uint16)
-    _quantize.cell_candidates(pad(lo), pad(hi), pal_t, offsets, counts, cand, True, 2)
+    _kernels.cell_candidates(pad(lo), pad(hi), pal_t, offsets, counts, cand, True, 2)
     for r in range(200):
         pts = lo[r] + rng.random_sample((50, 3)) * (hi[r] - lo[r])
         nearest = ((pts[:, None] - pal[None]) ** 2).sum(axis=2).argmin(axis=1)

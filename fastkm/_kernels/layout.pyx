@@ -18,6 +18,7 @@ FEW_FEATURES = DIRECT_MAX_D   # distances as sums of (x - c)^2 up to this many f
 CENTER_PAD = CENTER_TILE
 BALL = BALL_SIZE               # Exponion's nearest-center lists, per center
 BLOCK_SUMS_BUDGET = 64 * 2**20  # bytes of per-block float64 center sums
+MAX_BLOCK_COUNT = MAX_BLOCKS    # reduction blocks of a layout, at most
 
 
 def rounding_scale(Py_ssize_t d):

@@ -35,9 +35,9 @@ cdef class BlockSums:
         self.rows_per_block = rpb
         self.n_clusters = n_clusters
         self.n_features = n_features
-        self.block_sums = np.empty((nb, n_clusters, n_features))
-        self.block_weights = np.empty((nb, n_clusters))
-        self.block_changed = np.empty(nb, dtype=np.intp)
+        self.block_sums = np.zeros((nb, n_clusters, n_features))
+        self.block_weights = np.zeros((nb, n_clusters))
+        self.block_changed = np.zeros(nb, dtype=np.intp)
         self.sums = np.zeros((n_clusters, n_features))
         self.weights = np.zeros(n_clusters)
         self.sums_v = self.sums

@@ -1,4 +1,4 @@
-"""Compiled kernels of color quantization (``fastkm.quantize``).
+"""Compiled kernels of color quantization (``fastkm.image``).
 
 * Color histograms: an open-addressing hash table of the distinct colors of
   uint8 pixels (24-bit RGB or 32-bit RGBA keys; grown by the caller), a dense
@@ -15,7 +15,7 @@
   (``dither_floyd_steinberg``); its search tries the previous answer, then only
   the entries within twice that distance (Orchard 1991).
 
-Every buffer is allocated by the Python layer (``fastkm.quantize``); kernels only
+Every buffer is allocated by the Python layer (``fastkm.image``); kernels only
 fill them and never validate. Each pixel's answer depends on that pixel alone
 (dithering: on a fixed serial scan), and per-thread sums are integers, so results
 do not depend on the number of threads.
