@@ -123,6 +123,17 @@ def affinity_cpus():
     return max(1, os.cpu_count() or 1)
 
 
+_QUOTA_TTL = 1.0   # s: the cgroup quota is read again at most this often
+_quota_cache = [-1e9, None]
+
+
+def _cached_quota():
+    now = wall_clock()
+    if now - _quota_cache[0] > _QUOTA_TTL:
+        _quota_cache[:] = [now, cgroup_cpu_limit()]
+    return _quota_cache[1]
+
+
 def default_threads():
     """(n_threads, where it came from): what ``n_threads=None`` uses now."""
     omp = max(1, int(openmp_max_threads()))
@@ -131,7 +142,7 @@ def default_threads():
     if omp != _OMP_AT_IMPORT:
         return omp, "OpenMP limit set at run time (threadpoolctl or omp_set_num_threads)"
     cpus = affinity_cpus()
-    quota = cgroup_cpu_limit()
+    quota = _cached_quota()
     n = min(omp, cpus)
     where = f"CPU affinity ({cpus} CPUs)"
     if quota is not None:
