@@ -26,7 +26,7 @@ on the thread count, so none of this changes a single bit of output.
 import math
 import os
 
-from fastkm._kernels.runtime import Region, openmp_max_threads, wall_clock
+from fastkm._kernels.runtime import Region, openmp_max_threads, release_threads, wall_clock
 
 _OMP_AT_IMPORT = openmp_max_threads()
 
@@ -176,6 +176,9 @@ PROBE_AFTER = 30.0        # while one thread is chosen because of the penalty, p
                           # threads once every PROBE_AFTER x penalty of such calls' time
 RISE, FALL = 0.5, 0.1     # how fast the penalty follows a higher / lower measurement
 DEFAULT_RATE = 1e-9       # s per unit, for a kind never measured (units ~ multiply-adds)
+LATE = 100e-6             # s: a multi-thread call this much over its ideal found a thread
+                          # preempted; when the next such call gets one thread, the idle
+                          # workers are let go at once instead of spinning for milliseconds
 
 
 class ThreadPolicy:
@@ -187,12 +190,16 @@ class ThreadPolicy:
         self.rate = {}        # kind -> CPU seconds per unit of size, from its last call
         self.credit = 0.0     # time of calls that got one thread because of the penalty
 
+    def _share(self, kind, units):
+        """(predicted one-thread work, threads that each get SHARE x penalty of it)."""
+        work = self.rate.get(kind, DEFAULT_RATE) * units
+        return work, int(work / (SHARE * self.penalty))
+
     def threads(self, kind, units, n_threads):
         """Threads for a call of ``kind`` and size ``units``, at most ``n_threads``."""
         if n_threads <= 1:
             return 1
-        work = self.rate.get(kind, DEFAULT_RATE) * units
-        t = int(work / (SHARE * self.penalty))
+        work, t = self._share(kind, units)
         if t >= 2:
             return min(t, n_threads)
         if work >= 2 * SHARE * MIN_PENALTY:
@@ -221,6 +228,8 @@ class ThreadPolicy:
             excess = max(0.0, span - ideal)
             step = RISE if excess > self.penalty else FALL
             self.penalty = max(MIN_PENALTY, self.penalty + step * (excess - self.penalty))
+            if excess > LATE and self._share(region.kind, region.units)[1] < 2:
+                release_threads()
 
 
 POLICY = ThreadPolicy()

@@ -3,7 +3,9 @@ parallel kernel call runs with and what its threads spent in it, which the
 thread policy (``fastkm._threads``) learns from."""
 from libc.stdlib cimport calloc, free
 
-from fastkm._kernels.openmp cimport FASTKM_OPENMP_ENABLED, omp_get_max_threads
+from fastkm._kernels.openmp cimport (
+    FASTKM_OPENMP_ENABLED, fastkm_release_threads, omp_get_max_threads,
+)
 
 cdef extern from "cpu_level.h":
     int fastkm_x86_level() noexcept nogil
@@ -24,6 +26,17 @@ def cpu_x86_level():
     """x86-64 micro-architecture level the CPU (and OS) supports: 4 means AVX-512 (F, BW, CD,
     DQ, VL), 3 means AVX2+FMA, else 1."""
     return fastkm_x86_level()
+
+
+def release_threads():
+    """Let this thread's idle OpenMP workers go now instead of after their spin
+    (OpenMP 5.0 ``omp_pause_resource_all``). True if the runtime did; the next
+    parallel region starts new workers. Used when the machine is busy: an idle
+    worker that spins competes with the threads doing the work."""
+    cdef int rc
+    with nogil:
+        rc = fastkm_release_threads()
+    return rc == 0
 
 
 def wall_clock():

@@ -3,6 +3,7 @@ from functools import cached_property
 
 import numpy as np
 
+from fastkm import _threads
 from fastkm.image import _kernels
 
 _DENSE_MIN_PIXELS = 1 << 21        # RGB images this large count colors in a dense table
@@ -129,6 +130,7 @@ class _DenseHistogram(_Histogram):
 def _histogram_of(images_pixels, skip_transparent=True, n_threads=1):
     n_channels = images_pixels[0].shape[2]
     total = sum(a.shape[0] * a.shape[1] for a in images_pixels)
+    n_threads = _threads.threads_for("pixels", 8 * total, n_threads)
     if n_channels == 3 and total >= _DENSE_MIN_PIXELS:
         hist = _DenseHistogram(n_threads)
     else:
@@ -187,6 +189,7 @@ class _BinPyramid:
         number of fully transparent pixels (not binned; only without weights)."""
         n_channels = pixels.shape[1]
         n_bins = 1 << (bits * n_channels)
+        n_threads = _threads.threads_for("pixels", 8 * pixels.shape[0], n_threads)
         thread_sums = np.zeros((n_threads, n_bins, n_channels + 1), dtype=np.int64)
         _kernels.bin_histogram(pixels, np.empty(0, np.uint32) if weights is None else weights,
                                8 - bits, weights is None, thread_sums, n_threads)

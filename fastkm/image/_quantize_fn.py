@@ -1,6 +1,7 @@
 """The ``quantize`` entry point: fit a palette to one image, map the image onto it."""
 import numpy as np
 
+from fastkm import _threads
 from fastkm._validation import effective_n_threads
 from fastkm.image import _kernels
 from fastkm.image._fit import _fit_pixels
@@ -56,7 +57,8 @@ def quantize(image, n_colors=64, *, color_space="rgb", dither=False, preset="def
     # entries by popularity in the output, unused ones dropped
     sorted_pal, lut = _sorted_by(pal, counts)
     if lut.size != len(sorted_pal) or np.any(lut != np.arange(lut.size)):
-        _kernels.apply_lut(indices.reshape(-1), lut.astype(indices.dtype), n_threads)
+        _kernels.apply_lut(indices.reshape(-1), lut.astype(indices.dtype),
+                           _threads.threads_for("pixels", indices.size, n_threads))
         if indices.dtype != _index_dtype(len(sorted_pal)):
             indices = indices.astype(_index_dtype(len(sorted_pal)))
     distinct = None if fit.histogram is None else (fit.colors, fit.weights)

@@ -1,6 +1,7 @@
 """Nearest palette entries of colors and pixels: cell candidates, exact remap, dithering."""
 import numpy as np
 
+from fastkm import _threads
 from fastkm.image import _color, _kernels
 from fastkm.image._histogram import _DENSE_MIN_PIXELS, _histogram_of
 from fastkm.image._io import _match_channels
@@ -28,6 +29,11 @@ def _pad4(x):
     out = np.zeros((x.shape[0], 4))
     out[:, :x.shape[1]] = x
     return out
+
+
+def _pixel_threads(n_pixels, n_threads):
+    """Threads for a compiled pass over ``n_pixels`` pixels (``fastkm._threads``)."""
+    return _threads.threads_for("pixels", 8 * n_pixels, n_threads)
 
 
 def _cells(palette, colors, n_threads):
@@ -70,6 +76,7 @@ def _nearest_colors(palette, colors, weights, n_threads):
     """Nearest entry of ``palette`` for each distinct color (uint16 labels) and the
     total weight mapped to each entry (int64)."""
     colors = np.ascontiguousarray(colors)
+    n_threads = _pixel_threads(colors.shape[0] * len(palette) // 8, n_threads)
     counts = np.zeros((n_threads, len(palette)), dtype=np.int64)
     labels = np.empty(colors.shape[0], dtype=np.uint16)
     if colors.shape[0] == 0:
@@ -109,6 +116,7 @@ def _remap_pixels(palette, arr, dither, n_threads, hist=None):
             1.0, np.empty((w + 2, 4)), np.empty((w + 2, 4)), out, counts)
         return out, counts[palette._canon_rank]
     flat = arr.reshape(-1, c)
+    n_threads = _pixel_threads(flat.shape[0], n_threads)
     if hist is not None and (hist.n_channels != c or (hist.n_transparent and tindex < 0)):
         hist = None  # not the histogram of these pixels as this palette maps them
     if palette.color_space == "rgb" and hist is None and flat.shape[0] < _DENSE_MIN_PIXELS:
