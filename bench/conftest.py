@@ -31,7 +31,8 @@ def bench_threads():
     try:
         threads = int(value)
     except ValueError:
-        raise pytest.UsageError(f"FASTKM_BENCH_THREADS must be a positive int; got {value!r}.")
+        raise pytest.UsageError(
+            f"FASTKM_BENCH_THREADS must be a positive int; got {value!r}.") from None
     if threads < 1:
         raise pytest.UsageError(f"FASTKM_BENCH_THREADS must be a positive int; got {value!r}.")
     return threads
@@ -45,7 +46,8 @@ def bench_rounds(default):
     try:
         rounds = int(value)
     except ValueError:
-        raise pytest.UsageError(f"FASTKM_BENCH_ROUNDS must be a positive int; got {value!r}.")
+        raise pytest.UsageError(
+            f"FASTKM_BENCH_ROUNDS must be a positive int; got {value!r}.") from None
     if rounds < 1:
         raise pytest.UsageError(f"FASTKM_BENCH_ROUNDS must be a positive int; got {value!r}.")
     return rounds

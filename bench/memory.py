@@ -48,7 +48,7 @@ def main():
     for name, data in WORKLOADS.items():
         k = 64 if "china" in name else 256
         cells = []
-        for impl, imp in IMPL.items():
+        for imp in IMPL.values():
             out = subprocess.run([sys.executable, "-c", CODE.format(imp=imp, data=data, k=k)],
                                  capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])

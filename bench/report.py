@@ -242,7 +242,8 @@ def render_quantize(groups):
                 ratio = fmt_ratio(_median(bench), _median(fast))
             sampled = " †" if e.get("delta_e_pixel_step", 1) > 1 else ""
             lines.append(
-                f"| `{workload}` | {e.get('image', '?')} {e.get('width', '?')}×{e.get('height', '?')}"
+                f"| `{workload}` | {e.get('image', '?')} "
+                f"{e.get('width', '?')}×{e.get('height', '?')}"
                 f" → {e.get('n_colors', '?')} | {name} | {e.get('threads', '?')} | "
                 f"{fmt_time(_median(bench))} | {ratio} | {fmt_db(e.get('psnr'))} | "
                 f"{e['delta_e']:.2f}{sampled} | {e.get('colors_used', '—')} |"

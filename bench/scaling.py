@@ -1,11 +1,11 @@
 """Thread scaling on 500,000 x 32 float32, k=256.
 
-    python bench/scaling.py [--max-threads N] [--iterations I] [--no-default-fit]
+    python bench/scaling.py [--max-threads N] [--iterations n_it] [--no-default-fit]
 
-Part 1: ``KMeans(256, init=C0, n_init=1, max_iter=I, tol=0, algorithm='lloyd')``
+Part 1: ``KMeans(256, init=C0, n_init=1, max_iter=n_it, tol=0, algorithm='lloyd')``
 for 1, 2, 4, ... threads (and scikit-learn with the same thread limits when it
 is installed). It prints the whole fit's ms/iteration, the marginal cost of one
-iteration ((t(I) - t(1)) / (I - 1), which leaves out input checks and the
+iteration ((t(n_it) - t(1)) / (n_it - 1), which leaves out input checks and the
 final E-step), and the speed-up over one thread.
 
 Part 2: the default fit, ``KMeans(256, random_state=0)`` (k-means++ seeding,
@@ -69,9 +69,9 @@ def main(argv=None):
         SKKMeans = None
     if args.no_sklearn:
         SKKMeans = None
-    I = args.iterations
+    n_it = args.iterations
 
-    print(f"\n500,000 x 32 float32, k=256, {I} Lloyd iterations from the same centers\n")
+    print(f"\n500,000 x 32 float32, k=256, {n_it} Lloyd iterations from the same centers\n")
     print("| threads | fastkm fit ms/iter | marginal ms/iter | speed-up | "
           "sklearn fit ms/iter | marginal ms/iter | speed-up | fastkm vs sklearn |")
     print("|---|---|---|---|---|---|---|---|")
@@ -79,30 +79,30 @@ def main(argv=None):
     for t in threads:
         row = [str(t)]
 
-        def fk(m):
+        def fk(m, t=t):
             return lambda: KMeans(256, init=C0, n_init=1, max_iter=m, tol=0, algorithm="lloyd",
                                   n_threads=t)
 
         _timed(fk(1), X)  # warm-up: thread pool, page faults
         t1, _ = _timed(fk(1), X)
-        tI, km = _timed(fk(I), X)
+        tI, km = _timed(fk(n_it), X)
         ok, ref = _same(km, ref)
         if not ok:
             print(f"fastkm's result differs with {t} threads", file=sys.stderr)
             return 1
-        marg = (tI - t1) * 1e3 / (I - 1)
+        marg = (tI - t1) * 1e3 / (n_it - 1)
         base.setdefault("fastkm", marg)
-        row += [f"{tI * 1e3 / I:.1f}", f"{marg:.1f}", f"{base['fastkm'] / marg:.2f}x"]
+        row += [f"{tI * 1e3 / n_it:.1f}", f"{marg:.1f}", f"{base['fastkm'] / marg:.2f}x"]
         if SKKMeans is not None:
             with threadpool_limits(limits=t):
                 def sk(m):
                     return lambda: SKKMeans(256, init=C0, n_init=1, max_iter=m, tol=0)
 
                 s1, _ = _timed(sk(1), X)
-                sI, _ = _timed(sk(I), X)
-            smarg = (sI - s1) * 1e3 / (I - 1)
+                sI, _ = _timed(sk(n_it), X)
+            smarg = (sI - s1) * 1e3 / (n_it - 1)
             base.setdefault("sklearn", smarg)
-            row += [f"{sI * 1e3 / I:.1f}", f"{smarg:.1f}", f"{base['sklearn'] / smarg:.2f}x",
+            row += [f"{sI * 1e3 / n_it:.1f}", f"{smarg:.1f}", f"{base['sklearn'] / smarg:.2f}x",
                     f"{smarg / marg:.2f}x"]
         else:
             row += ["-"] * 4
@@ -117,7 +117,7 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     base, ref = {}, None
     for t in threads:
-        tf, km = _timed(lambda: KMeans(256, random_state=0, n_threads=t), X)
+        tf, km = _timed(lambda t=t: KMeans(256, random_state=0, n_threads=t), X)
         ok, ref = _same(km, ref)
         if not ok:
             print(f"fastkm's default fit differs with {t} threads", file=sys.stderr)
@@ -141,7 +141,7 @@ def main(argv=None):
         print("| " + " | ".join(row) + " |", flush=True)
 
     if args.ceiling:
-        return _ceiling(X, C0, threads, I)
+        return _ceiling(X, C0, threads, n_it)
     return 0
 
 

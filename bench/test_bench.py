@@ -11,7 +11,6 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import _numpy_blobs
 
 CHINA_SEEDS = (0, 1, 2)

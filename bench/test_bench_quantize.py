@@ -152,7 +152,8 @@ def run_workload(benchmark, img, image_name, k, method, threads, rounds):
         "workload": f"quantize-{image_name}-k{k}", "implementation": method, "image": image_name,
         "width": int(img.shape[1]), "height": int(img.shape[0]), "n_colors": int(k),
         "n_samples": int(img.shape[0] * img.shape[1]), "n_features": 3, "n_clusters": int(k),
-        "dtype": "uint8", "threads": int(threads) if method.startswith(("fastkm", "sklearn")) else 1,
+        "dtype": "uint8",
+        "threads": int(threads) if method.startswith(("fastkm", "sklearn")) else 1,
     })
     benchmark.pedantic(call, rounds=rounds, warmup_rounds=1 if rounds > 1 else 0, iterations=1)
     benchmark.extra_info.update(quality(img, outputs[-1]))

@@ -18,8 +18,16 @@ from fastkm.kmeans._seeding import kmeans_plusplus
 
 __version__ = "0.1.0"
 
-__all__ = ["KMeans", "k_means", "kmeans_plusplus", "Palette", "QuantizedImage", "quantize",
-           "show_config", "__version__"]
+__all__ = [
+    "KMeans",
+    "Palette",
+    "QuantizedImage",
+    "__version__",
+    "k_means",
+    "kmeans_plusplus",
+    "quantize",
+    "show_config",
+]
 
 
 def __getattr__(name):

@@ -49,9 +49,8 @@ except ImportError:
             return self
 
         def __repr__(self):
-            defaults = {
-                p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
-            }
+            params = inspect.signature(type(self).__init__).parameters.values()
+            defaults = {p.name: p.default for p in params}
             changed = [
                 f"{k}={v!r}"
                 for k, v in self.get_params().items()

@@ -6,10 +6,18 @@ import numbers
 import numpy as np
 
 from fastkm._kernels.stats import all_finite
-from fastkm._threads import resolve as effective_n_threads, threads_for
+from fastkm._threads import resolve as effective_n_threads
+from fastkm._threads import threads_for
 
-__all__ = ["check_random_state", "feature_names", "check_array", "check_sample_weight",
-           "effective_n_threads", "check_int", "check_float"]
+__all__ = [
+    "check_array",
+    "check_float",
+    "check_int",
+    "check_random_state",
+    "check_sample_weight",
+    "effective_n_threads",
+    "feature_names",
+]
 
 
 def check_random_state(seed):
@@ -137,7 +145,8 @@ def check_sample_weight(sample_weight, n_samples, dtype):
             )
         if sw.shape[0] != n_samples:
             raise ValueError(
-                f"sample_weight.shape == {sw.shape}, expected ({n_samples},): one weight per sample."
+                f"sample_weight.shape == {sw.shape}, expected ({n_samples},): one weight per "
+                "sample."
             )
         sw = np.ascontiguousarray(sw, dtype=dtype)
     if not np.isfinite(sw).all():

@@ -61,7 +61,8 @@ def _seed(text):
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an int in [0, 2**32 - 1]; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"must be an int in [0, 2**32 - 1]; got {text!r}") from None
     if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"must be an int in [0, 2**32 - 1]; got {value}")
     return value

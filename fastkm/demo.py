@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-__all__ = ["run_demo", "format_summary", "DemoError", "MissingDependencyError"]
+__all__ = ["DemoError", "MissingDependencyError", "format_summary", "run_demo"]
 
 INSTALL_HINT = 'pip install "fastkm[demo]"'
 
@@ -249,9 +249,9 @@ def _draw_figure(fileobj, *, blobs, blob_fits, digits_fit, digits_step, img, img
                  img_step, steps_by_name, n_threads, dpi=100):
     # The object-oriented API with the Agg canvas: no pyplot, so no global
     # backend switch and nothing left open in a caller's session.
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    import matplotlib
 
     fig = Figure(figsize=(16, 10.5), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)

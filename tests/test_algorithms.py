@@ -1,13 +1,13 @@
 """Exact accelerated algorithms give Lloyd's labels from the same initial centers."""
 import numpy as np
 import pytest
+from conftest import has_near_ties, numpy_lloyd
 
 from fastkm import KMeans, kmeans_plusplus
 from fastkm._kernels.reduce import BlockSums
 from fastkm._kernels.runtime import Region
 from fastkm.kmeans._policy import choose_algorithm as _choose_algorithm
 from fastkm.kmeans._solver import center_sq_distances as _center_sq_distances
-from conftest import has_near_ties, numpy_lloyd
 
 ALGORITHMS = ["hamerly", "elkan", "exponion", "auto"]
 

@@ -3,16 +3,16 @@ is put in spatial order so that Lloyd's tiles can skip centers. Neither may
 change what the user gets: same seeds, same labels, same centers."""
 import numpy as np
 import pytest
+from conftest import numpy_lloyd, seed_pp
 
 import fastkm
 from fastkm._dispatch import lloyd
-from fastkm._kernels import layout, prepare as _prepare
+from fastkm._kernels import prepare as _prepare
 from fastkm._kernels.reduce import BlockSums
 from fastkm._kernels.runtime import Region
 from fastkm.kmeans import _policy
 from fastkm.kmeans._prepare import FitData, deduplicate, tile_layout
 from fastkm.kmeans._seeding import kmeans_plusplus_data
-from conftest import numpy_lloyd, seed_pp
 
 
 def _colors(n=20000, distinct=1500, seed=0, dtype=np.float64):

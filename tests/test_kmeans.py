@@ -3,10 +3,10 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import has_near_ties, numpy_lloyd
 
 from fastkm import KMeans, k_means, kmeans_plusplus
 from fastkm._compat import ConvergenceWarning, NotFittedError
-from conftest import has_near_ties, numpy_lloyd
 
 
 def make_data(kind, dtype=np.float64):
@@ -152,10 +152,10 @@ def test_kmeans_plusplus_function():
 
 def test_k_means_function_matches_estimator():
     X = make_data("colors")
-    c, l, inertia, n_iter = k_means(X, 5, random_state=0, return_n_iter=True)
+    c, lab, inertia, n_iter = k_means(X, 5, random_state=0, return_n_iter=True)
     km = KMeans(5, random_state=0).fit(X)
     np.testing.assert_array_equal(c, km.cluster_centers_)
-    np.testing.assert_array_equal(l, km.labels_)
+    np.testing.assert_array_equal(lab, km.labels_)
     assert inertia == km.inertia_ and n_iter == km.n_iter_
     assert len(k_means(X, 5, random_state=0)) == 3
 

@@ -176,7 +176,7 @@ def lloyd_iter(
     BlockSums sums,                        # OUT per-block and merged center sums
     Region region,                         # IN  thread count; OUT the threads' CPU time
     bint prune=False,
-    const floating[:, :, ::1] xt_all=None, # IN  optional X in tile layout (``layout.transpose_chunks``)
+    const floating[:, :, ::1] xt_all=None,  # IN  optional X in tile layout (``transpose_chunks``)
 ):
     """One Lloyd iteration without the division: labels and per-center sums.
 

@@ -39,7 +39,7 @@ cdef class BlockSums:
 cdef inline void _add_block(Merge* m, Py_ssize_t b) noexcept nogil:
     # sums += block b; from 0.0 at block 0: each element adds the blocks in
     # block order, the same additions as a merge after the fact
-    cdef Py_ssize_t j, f, kd = m.k * m.d
+    cdef Py_ssize_t j, kd = m.k * m.d
     cdef const double* bs = m.block_sums + b * kd
     cdef const double* bw = m.block_weights + b * m.k
     if b == 0:

@@ -7,8 +7,6 @@ centers, the potential each candidate would give, and the inverse-CDF lookup
 of D^2 sampling. Potentials are summed per fixed row block, in LANES partial
 sums of a fixed order, and merged in block order (thread-count independent).
 """
-import numpy as np
-
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
@@ -17,7 +15,6 @@ from fastkm._kernels.layout cimport CHUNK
 from fastkm._kernels.numerics cimport FASTKM_MADD
 from fastkm._kernels.runtime cimport Region, RegionClock, region_enter, region_leave
 from fastkm._kernels.tiles cimport sq_dist_chunk_to_center, transpose_chunk
-
 
 
 cdef enum:
@@ -146,7 +143,7 @@ def candidate_potentials(
     double[:, ::1] block_pot,              # OUT (n_candidates, n_blocks)
     Py_ssize_t rows_per_block,
     Region region,                         # IN  thread count; OUT the threads' CPU time
-    const floating[:, :, ::1] xt_all=None, # IN  optional ``layout.transpose_chunks(X)``
+    const floating[:, :, ::1] xt_all=None,  # IN  optional ``layout.transpose_chunks(X)``
 ):
     """Per-block potential sum_i w_i min(D_i^2, ||x_i - c_t||^2) for each candidate t."""
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], m = candidates.shape[0]
@@ -194,7 +191,7 @@ cdef double _update_block(
     Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
     const floating* center, const floating* xt_all, floating* xt, floating* acc,
 ) noexcept nogil:
-    cdef Py_ssize_t c0, rows, i
+    cdef Py_ssize_t c0, rows
     cdef double s = 0.0
     cdef floating* tile
     c0 = start
@@ -226,7 +223,7 @@ def update_closest(
     double[::1] block_pot,                 # OUT (n_blocks,) sum_i w_i D_i^2 per block
     Py_ssize_t rows_per_block,
     Region region,                         # IN  thread count; OUT the threads' CPU time
-    const floating[:, :, ::1] xt_all=None, # IN  optional ``layout.transpose_chunks(X)``
+    const floating[:, :, ::1] xt_all=None,  # IN  optional ``layout.transpose_chunks(X)``
 ):
     """Lower D^2 to the new center; return the total potential (block-ordered sum)."""
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_blocks = block_pot.shape[0]

@@ -300,7 +300,7 @@ cdef inline void top2_chunk_direct(
     cdef Py_ssize_t i, j
     cdef floating dd, bv, sv, hi
     cdef floating big = FLT_MAX if floating is float else DBL_MAX
-    cdef int jj, lv
+    cdef int jj
     for i in range(rows):
         best[i] = big
         second[i] = big
@@ -387,7 +387,7 @@ cdef inline void _chunk_dot(
     cdef floating best[DOT_ROWS_MAX]
     cdef floating second[DOT_ROWS_MAX]
     cdef int lab[DOT_ROWS_MAX]
-    cdef floating v, h0, h1, h2, h3, h4, h5, c0, c1, c2, c3, c4, c5, xv
+    cdef floating h0, h1, h2, h3, h4, h5
     cdef Py_ssize_t i0, jt, f, l
     cdef int j0
     cdef const floating* xf

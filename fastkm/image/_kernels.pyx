@@ -749,4 +749,3 @@ def dither_floyd_steinberg(
             nxt = tmp
             for x in range(4 * (w + 2)):
                 nxt[x] = 0.0
-

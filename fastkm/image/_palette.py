@@ -42,8 +42,8 @@ class Palette:
         if colors.ndim == 2 and colors.shape[0] == 0:
             raise ValueError("a palette needs at least one color")
         if colors.dtype != np.uint8:
-            if colors.dtype.kind not in "iu" or colors.size and (colors.min() < 0
-                                                                 or colors.max() > 255):
+            if colors.dtype.kind not in "iu" or (colors.size and (colors.min() < 0
+                                                                 or colors.max() > 255)):
                 raise ValueError("palette colors must be integers in 0..255")
             colors = colors.astype(np.uint8)
         if (colors.ndim != 2 or colors.shape[1] not in (3, 4)

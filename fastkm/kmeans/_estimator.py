@@ -8,13 +8,22 @@ import numpy as np
 
 from fastkm import _threads
 from fastkm._compat import (
-    BaseEstimator, ClusterMixin, ConvergenceWarning, NotFittedError, TransformerMixin,
+    BaseEstimator,
+    ClusterMixin,
+    ConvergenceWarning,
+    NotFittedError,
+    TransformerMixin,
     invalid_parameter,
 )
 from fastkm._dispatch import lloyd
 from fastkm._kernels import layout, stats
 from fastkm._validation import (
-    check_array, check_float, check_int, check_random_state, check_sample_weight, feature_names,
+    check_array,
+    check_float,
+    check_int,
+    check_random_state,
+    check_sample_weight,
+    feature_names,
 )
 from fastkm.kmeans import _core, _policy
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastkm import _threads
-from fastkm._kernels import layout, prepare as _prepare_kernels, stats
+from fastkm._kernels import layout, stats
+from fastkm._kernels import prepare as _prepare_kernels
 from fastkm.kmeans import _policy
 
 

@@ -281,7 +281,10 @@ def kmeans_plusplus(
     array([3, 2])
     """
     from fastkm._validation import (
-        check_array, check_int, check_random_state, check_sample_weight,
+        check_array,
+        check_int,
+        check_random_state,
+        check_sample_weight,
     )
     from fastkm.kmeans._prepare import FitData
 
