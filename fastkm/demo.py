@@ -198,7 +198,7 @@ def _fmt_inertia(value):
 
 def _fmt_speedup(s):
     if s.get("busy"):
-        return f"busy ({s['spread']:.1f}x)"
+        return f"busy ({min(s['spread'], 99.9):.1f}x)"
     return f"{s['speedup']:.2f}x"
 
 
@@ -213,24 +213,24 @@ def format_summary(result):
         f" {n} thread{'s' if n != 1 else ''} each, random_state={result['seed']},"
         f" fastest of {_MIN_REPEATS}-{_MAX_REPEATS} fits",
         "",
-        f"{'step':<19} {'n x d':>9} {'fastkm':>9} {'sklearn':>9} {'speed-up':>11}"
-        f"  {'inertia fastkm / sklearn':<25} {'accuracy':>11}",
+        f"{'step':<19} {'n x d':>8} {'fastkm':>9} {'sklearn':>9} {'speed-up':>12}"
+        f" {'accuracy':>11} inertia fastkm / sklearn",
     ]
     for s in steps:
         shape = f"{s['n_samples']}x{s['n_features']}"
         inertia = f"{_fmt_inertia(s['fastkm_inertia'])} / {_fmt_inertia(s['sklearn_inertia'])}"
         acc = (f"{s['fastkm_accuracy']:.3f}/{s['sklearn_accuracy']:.3f}"
                if "fastkm_accuracy" in s else "")
-        lines.append((
-            f"{s['name']:<19} {shape:>9} {_fmt_time(s['fastkm_time']):>9}"
-            f" {_fmt_time(s['sklearn_time']):>9} {_fmt_speedup(s):>11}  {inertia:<25} {acc:>11}"
-        ).rstrip())
+        lines.append(
+            f"{s['name']:<19} {shape:>8} {_fmt_time(s['fastkm_time']):>9}"
+            f" {_fmt_time(s['sklearn_time']):>9} {_fmt_speedup(s):>12} {acc:>11} {inertia}"
+        )
     busy = [s["name"] for s in steps if s.get("busy")]
     if busy:
         lines += ["", f"The machine looks busy: repeated timings of {', '.join(busy)} spread "
-                      f"more than {_BUSY_SPREAD:.0f}x, so no speed-up is shown for "
-                      f"{'it' if len(busy) == 1 else 'them'}. Run the demo again when it is "
-                      "quieter."]
+                      f"more than {_BUSY_SPREAD:.0f}x,",
+                  f"so no speed-up is shown for {'it' if len(busy) == 1 else 'them'}. "
+                  "Run the demo again when the machine is quieter."]
     return "\n".join(lines)
 
 
