@@ -11,6 +11,10 @@ from fastkm.image._remap import _nearest_colors
 _METRIC_CHUNK = 1 << 20            # pixels per chunk when metrics are computed per pixel
 
 
+# Formats Pillow writes from a palette ('P') image, keeping the indices
+_INDEXED_FORMATS = ("PNG", "GIF", "BMP", "TIFF", "PCX", "TGA", "IM")
+
+
 class QuantizedImage:
     """The result of :func:`quantize` or :meth:`Palette.quantize`.
 
@@ -102,6 +106,10 @@ class QuantizedImage:
                 raise ValueError(f"cannot tell the image format from the file name {path!r}; "
                                  "pass format='PNG' or 'GIF'")
         fmt = format.upper()
+        if fmt not in _INDEXED_FORMATS:
+            raise ValueError(
+                f"cannot save {path!r} as {fmt}: that format has no palette (indexed) images; "
+                "use .png or .gif, or save result.to_array() (the quantized pixels) with Pillow")
         if fmt == "GIF":
             im = self._pil_image(rgba_palette=False)
             if self.transparent_index is not None:
