@@ -2,7 +2,7 @@
 
     fastkm demo [-o OUT.png] [--threads N] [--seed S]
     fastkm quantize INPUT... -k N (-o OUTPUT | --out-dir DIR) [--dither]
-                    [--color-space {rgb,oklab,lab}] [--preset {default,fast,best}]
+                    [--color-space {rgb,oklab,lab}] [--preset {default,fast,converged}]
                     [--shared-palette] [--report] [--format {png,gif}] [--threads N] [--seed S]
 
 Each subcommand is one ``_Command``: a name, a one-line help, a function that
@@ -123,7 +123,7 @@ def _quantize_arguments(parser):
                         help="Floyd-Steinberg error diffusion")
     parser.add_argument("--color-space", choices=("rgb", "oklab", "lab"), default="rgb",
                         help="space of the clustering (default: %(default)s)")
-    parser.add_argument("--preset", choices=("default", "fast", "best"), default="default",
+    parser.add_argument("--preset", choices=("default", "fast", "converged"), default="default",
                         help="speed/quality trade-off (default: %(default)s)")
     parser.add_argument("--shared-palette", action="store_true",
                         help="one palette for all inputs (animations, sprite sheets, batches)")

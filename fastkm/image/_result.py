@@ -16,12 +16,13 @@ _INDEXED_FORMATS = ("PNG", "GIF", "BMP", "TIFF", "PCX", "TGA", "IM")
 
 
 class QuantizedImage:
-    """The result of :func:`quantize` or :meth:`Palette.quantize`.
+    """The result of :func:`fastkm.quantize` or :meth:`Palette.quantize` (not
+    constructed directly).
 
     Attributes
     ----------
     palette : ndarray of shape (n, 3) or (n, 4), uint8
-        The entries, most used first (for :func:`quantize`).
+        The entries, most used first (for :func:`fastkm.quantize`).
     indices : ndarray of shape (H, W), uint8 (n <= 256) or uint16
         Palette index of every pixel.
     counts : ndarray of shape (n,), int64
@@ -29,7 +30,22 @@ class QuantizedImage:
     transparent_index : int or None
         The entry of fully transparent pixels, if any.
     color_space : str
+        The palette's color space.
     dither : str or None
+        'floyd-steinberg' or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastkm
+    >>> img = np.zeros((2, 3, 3), np.uint8); img[:, 1:] = (0, 128, 255)
+    >>> q = fastkm.quantize(img, 4)
+    >>> q.n_colors, q.shape, q.mse
+    (2, (2, 3, 3), 0.0)
+    >>> q.to_array()[0, 1]
+    array([  0, 128, 255], dtype=uint8)
+    >>> q.image.mode
+    'P'
     """
 
     def __init__(self, palette, indices, counts, source, dither, distinct=None, n_threads=1):
@@ -58,10 +74,17 @@ class QuantizedImage:
 
     @property
     def shape(self):
+        """(H, W, channels) of the quantized image."""
         return self.indices.shape + (self.palette.shape[1],)
 
     def to_array(self):
-        """The quantized pixels: ndarray (H, W, 3 or 4), uint8."""
+        """The quantized pixels.
+
+        Returns
+        -------
+        pixels : ndarray of shape (H, W, 3) or (H, W, 4), uint8
+            Every pixel replaced by its palette entry.
+        """
         return np.take(self.palette, self.indices, axis=0)
 
     @property
@@ -88,13 +111,25 @@ class QuantizedImage:
         return im
 
     def save(self, path, format=None, **params):
-        """Write the indexed image (PNG, GIF, or any format Pillow writes from
-        mode 'P'), atomically: a temporary file in the same directory is renamed
-        into place, so a failure never leaves a partial file.
+        """Write the indexed image, atomically: a temporary file in the same
+        directory is renamed into place, so a failure never leaves a partial file.
 
-        GIF keeps the fully transparent entry as its transparent color; GIF has no
-        partial alpha, so other entries are written opaque. Extra keyword
-        arguments go to ``PIL.Image.save`` (e.g. ``optimize=True``).
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write; the extension picks the format unless ``format`` does.
+        format : str, default=None
+            A format Pillow writes from palette images: 'PNG', 'GIF', 'BMP',
+            'TIFF', 'PCX', 'TGA' or 'IM'. JPEG and WebP have no palette images
+            (a ValueError): save ``to_array()`` with Pillow for those.
+        **params
+            Passed to ``PIL.Image.save`` (e.g. ``optimize=True``).
+
+        Notes
+        -----
+        GIF keeps the fully transparent entry as its transparent color; GIF has
+        no partial alpha, so other entries are written opaque. PNG keeps the
+        RGBA palette (PLTE + tRNS).
         """
         from PIL import Image
 
