@@ -71,8 +71,8 @@ def _seed(text):
 def _add_threads_option(parser):
     parser.add_argument(
         "--threads", "-j", type=_threads, default=None, metavar="N",
-        help="threads for fastkm and for scikit-learn (default: OpenMP's maximum, "
-             "i.e. OMP_NUM_THREADS or all CPUs; -1: all CPUs)",
+        help="threads for fastkm and for scikit-learn (default: OMP_NUM_THREADS, or the "
+             "CPUs this process may use capped by its cgroup quota; -1: all CPUs)",
     )
 
 
@@ -130,8 +130,8 @@ def _quantize_arguments(parser):
     parser.add_argument("--report", action="store_true",
                         help="end with a table of every file and the totals")
     parser.add_argument("--threads", "-j", type=_threads, default=None, metavar="N",
-                        help="threads (default: OpenMP's maximum, i.e. OMP_NUM_THREADS or all "
-                             "CPUs; -1: all CPUs)")
+                        help="threads (default: OMP_NUM_THREADS, or the CPUs this process may "
+                             "use capped by its cgroup quota; -1: all CPUs)")
     parser.add_argument("--seed", type=_seed, default=0, metavar="S",
                         help="random_state of k-means++ (default: %(default)s)")
 

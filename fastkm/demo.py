@@ -338,7 +338,8 @@ def run_demo(out_path="fastkm-demo.png", n_threads=None, seed=0):
         directory and moved into place, so a failure never leaves a partial file.
     n_threads : int, default=None
         Threads for fastkm and for scikit-learn (limited with threadpoolctl).
-        None: OpenMP's current maximum (``OMP_NUM_THREADS``); -1: every CPU.
+        None: fastkm's default (``OMP_NUM_THREADS``, or the CPUs this process may
+        use capped by its cgroup quota: ``fastkm.show_config()``); -1: every CPU.
     seed : int, default=0
         ``random_state`` of every fit (the data sets themselves are fixed).
 
