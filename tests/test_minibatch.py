@@ -76,7 +76,7 @@ def test_step_matches_numpy(d, dtype, adaptive, gather):
     buf = minibatch.StepBuffers(b, k, d, dtype)
     new, cnt = np.empty_like(C), counts.copy()
     inertia = minibatch.minibatch_step(src, r, w, C, np.einsum("ij,ij->i", C, C), new, cnt, buf,
-                                       adaptive, Region(2))
+                                       adaptive, gather, Region(2))
     labels, ref, ref_cnt, ref_inertia = _reference_step(X, rows, w, C, counts, adaptive)
     np.testing.assert_array_equal(buf.labels[:b], labels)   # lloyd's labels, bit for bit
     if gather:
@@ -105,10 +105,56 @@ def test_step_same_bits_for_any_thread_count(d, dtype):
         for rows in batches:
             inertias.append(minibatch.minibatch_step(
                 X, rows, np.ones(b, dtype), C, np.einsum("ij,ij->i", C, C), spare, cnt, buf,
-                False, Region(n_threads)))
+                False, True, Region(n_threads)))
             C, spare = spare, C
-        out.append((C.tobytes(), cnt.tobytes(), inertias, buf.labels.tobytes()))
+        relabelled = np.empty(b, dtype=np.int32)
+        minibatch.relabel(buf.batch[:b], C, np.einsum("ij,ij->i", C, C), buf, relabelled,
+                          Region(n_threads))
+        out.append((C.tobytes(), cnt.tobytes(), inertias, buf.labels.tobytes(),
+                    relabelled.tobytes()))
     assert out[0] == out[1] == out[2]
+
+
+@pytest.mark.parametrize("d, dtype", [(1, np.float32), (2, np.float64), (3, np.float32),
+                                      (8, np.float64), (16, np.float32), (40, np.float64)])
+@pytest.mark.parametrize("k", [1, 2, 17, 64])
+def test_relabel_is_assign_labels(d, dtype, k):
+    """relabel's labels on the moved centers are lloyd.assign_labels's, bit for
+    bit, from a first step (large moves, many rows searched) to late steps
+    (small moves, few searched), with a reassignment-like jump, on data with
+    exact ties (integer grid), on blobs, and on blobs far from the origin (where
+    the dot values' rounding leaves most rows to the search)."""
+    rng = np.random.RandomState(d * 100 + k)
+    grid = rng.randint(0, 4, size=(2000, d)).astype(dtype)
+    near = blobs(2000, d, 12, seed=k, dtype=dtype)
+    far = (blobs(2000, d, 12, seed=k, dtype=np.float64) + 300.0).astype(dtype)
+    for X in (grid, near, far):
+        b = 600
+        C = X[rng.choice(X.shape[0], k, replace=False)].copy()
+        cnt = np.zeros(k)
+        buf = minibatch.StepBuffers(b, k, d, dtype)
+        spare = np.empty_like(C)
+        searched = []
+        for step in range(12):
+            rows = rng.randint(0, X.shape[0], b).astype(np.intp)
+            minibatch.minibatch_step(X, rows, np.ones(b, dtype), C, np.einsum("ij,ij->i", C, C),
+                                     spare, cnt, buf, False, True, Region(2))
+            C, spare = spare, C
+            if step == 5 and k > 1:   # a reassignment: one center jumps onto a row
+                C[1] = X[rows[0]]
+                buf.shift2[1] = ((C[1].astype(np.float64) - spare[1]) ** 2).sum()
+            got = np.empty(b, dtype=np.int32)
+            searched.append(minibatch.relabel(buf.batch[:b], C, np.einsum("ij,ij->i", C, C), buf,
+                                              got, Region(2)))
+            want = np.empty(b, dtype=np.int32)
+            lloyd.assign_labels(np.ascontiguousarray(X[rows]), C, want, Region(1))
+            np.testing.assert_array_equal(got, want)
+        if X is near and k > 1:
+            assert searched[-1] < b   # late steps settle rows by their bounds
+    minibatch.minibatch_step(X, rows, np.ones(b, dtype), C, np.einsum("ij,ij->i", C, C),
+                             spare, cnt, buf, False, False, Region(1))
+    with pytest.raises(ValueError, match="keep_bounds"):
+        minibatch.relabel(buf.batch[:b], C, np.einsum("ij,ij->i", C, C), buf, got, Region(1))
 
 
 def test_step_rejects_mismatched_buffers():
@@ -117,7 +163,7 @@ def test_step_rejects_mismatched_buffers():
     buf = minibatch.StepBuffers(50, 4, 3, np.float64)
     with pytest.raises(ValueError, match="buffers"):
         minibatch.minibatch_step(X, None, np.ones(100), C, np.einsum("ij,ij->i", C, C),
-                                 np.empty_like(C), np.zeros(4), buf, False, Region(1))
+                                 np.empty_like(C), np.zeros(4), buf, False, False, Region(1))
 
 
 def test_weighted_sampler_is_numpys_choice():

@@ -19,6 +19,7 @@ from fastkm._validation import (
 from fastkm.kmeans import _core
 from fastkm.kmeans import _minibatch_core as _mb
 from fastkm.kmeans._estimator import KMeans
+from fastkm.kmeans._solver import inertia as _inertia
 
 
 class _Params(NamedTuple):
@@ -401,20 +402,30 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             centers = self.cluster_centers_
         stepper = _mb.Stepper(centers, self._counts, self._n_since_last_reassign,
                               self.reassignment_ratio, self.adaptive_lr, X.shape[0], n_threads,
-                              self.verbose)
-        stepper.step(X, None, sample_weight, self._random_state)
+                              self.verbose, getattr(self, "_step_buffers", None))
+        stepper.step(X, None, sample_weight, self._random_state,
+                     keep_bounds=bool(self.compute_labels))
+        self._step_buffers = stepper.buf
         self.cluster_centers_ = stepper.centers
         self._counts = stepper.counts
         self._n_since_last_reassign = stepper.n_since
         self.n_steps_ += 1
         if self.compute_labels:
-            self.labels_, self.inertia_ = _mb.labels_inertia(X, sample_weight, stepper.centers,
-                                                             n_threads)
+            self.labels_ = stepper.relabel(X)
+            self.inertia_ = float(_inertia(X, sample_weight, stepper.centers, self.labels_,
+                                           n_threads))
         else:  # those of an earlier call would describe other rows or centers
             for name in ("labels_", "inertia_"):
                 if hasattr(self, name):
                     delattr(self, name)
         return self
+
+    def __getstate__(self):
+        # the step's scratch buffers are not state (and not picklable)
+        getstate = getattr(super(), "__getstate__", None)
+        state = dict(getstate() if getstate is not None else self.__dict__)
+        state.pop("_step_buffers", None)
+        return state
 
     def fit_predict(self, X, y=None, sample_weight=None):
         """Fit, then return the label of every row.

@@ -54,16 +54,26 @@ class BatchSampler:
         return rows.astype(np.intp, copy=False)
 
 
+def step_buffers(buffers, rows, centers):
+    """``buffers`` (a ``StepBuffers`` or None) if they serve batches of ``rows``
+    rows on these centers, else new ones."""
+    k, d = centers.shape
+    if buffers is not None and buffers.fits(rows, k, d, centers.dtype):
+        return buffers
+    return minibatch.StepBuffers(rows, k, d, centers.dtype)
+
+
 class Stepper:
     """Steps on one set of centers: the compiled step, then random reassignment.
 
     ``centers`` (k, d) and ``counts`` (k,) float64 are copied; after each step
     ``self.centers`` and ``self.counts`` are the new state. ``n_since`` counts
-    the samples seen since the last reassignment check.
+    the samples seen since the last reassignment check. ``buffers``: a
+    ``StepBuffers`` to reuse when it fits batches of ``max_rows`` rows.
     """
 
     def __init__(self, centers, counts, n_since, reassignment_ratio, adaptive_lr, max_rows,
-                 n_threads, verbose=0):
+                 n_threads, verbose=0, buffers=None):
         self.centers = np.array(centers, order="C")
         self.spare = np.empty_like(self.centers)
         self.counts = np.array(counts, dtype=np.float64)
@@ -72,27 +82,42 @@ class Stepper:
         self.adaptive = bool(adaptive_lr)
         self.n_threads = n_threads
         self.verbose = verbose
-        k, d = self.centers.shape
-        self.buf = minibatch.StepBuffers(max_rows, k, d, self.centers.dtype)
+        self.buf = step_buffers(buffers, max_rows, self.centers)
 
-    def step(self, X, rows, sample_weight, random_state):
+    def _region(self, kind, b):
+        k, d = self.centers.shape
+        return _threads.region(kind, b * k * d, -(-b // layout.CHUNK_ROWS), self.n_threads)
+
+    def step(self, X, rows, sample_weight, random_state, keep_bounds=False):
         """One step on the batch ``X[rows]`` (``rows`` None: X itself) with
         ``sample_weight`` (one per batch row). Returns the batch's inertia on
         the centers before the step; ``self.buf.shift2`` holds how far each
-        center moved (reassignments included)."""
+        center moved (reassignments included). ``keep_bounds``: keep what
+        ``relabel`` needs."""
         b = X.shape[0] if rows is None else rows.shape[0]
         reassign = self._reassign_due(b)
-        k, d = self.centers.shape
-        r = _threads.region("minibatch", b * k * d, -(-b // layout.CHUNK_ROWS), self.n_threads)
+        r = self._region("minibatch", b)
         inertia = minibatch.minibatch_step(
             X, rows, sample_weight, self.centers, np.einsum("ij,ij->i", self.centers, self.centers),
-            self.spare, self.counts, self.buf, self.adaptive, r)
+            self.spare, self.counts, self.buf, self.adaptive, keep_bounds, r)
         _threads.record(r)
         self.centers, self.spare = self.spare, self.centers
         if reassign and self.ratio > 0:
             batch = X if rows is None else self.buf.batch[:b]
             self._reassign(batch, random_state)
         return inertia
+
+    def relabel(self, batch):
+        """Labels (int32) of the last step's batch on the moved centers, as
+        ``lloyd.assign_labels`` gives them (the step must have kept bounds)."""
+        labels = np.empty(batch.shape[0], dtype=np.int32)
+        # its size: the rows the bounds do not settle, unknown until it runs
+        r = self._region("minibatch-relabel", batch.shape[0])
+        self.searched = minibatch.relabel(
+            batch, self.centers, np.einsum("ij,ij->i", self.centers, self.centers), self.buf,
+            labels, r)
+        _threads.record(r)
+        return labels
 
     def _reassign_due(self, n_rows):
         # every 10 * k samples, and whenever a center has no weight yet
