@@ -83,6 +83,7 @@ class Stepper:
         self.n_threads = n_threads
         self.verbose = verbose
         self.buf = step_buffers(buffers, max_rows, self.centers)
+        self.searched = None   # rows the last relabel searched
 
     def _region(self, kind, b):
         k, d = self.centers.shape
@@ -111,7 +112,7 @@ class Stepper:
         """Labels (int32) of the last step's batch on the moved centers, as
         ``lloyd.assign_labels`` gives them (the step must have kept bounds)."""
         labels = np.empty(batch.shape[0], dtype=np.int32)
-        # its size: the rows the bounds do not settle, unknown until it runs
+        # sized as a full search; the policy learns this kind's own cost per unit
         r = self._region("minibatch-relabel", batch.shape[0])
         self.searched = minibatch.relabel(
             batch, self.centers, np.einsum("ij,ij->i", self.centers, self.centers), self.buf,
