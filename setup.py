@@ -8,12 +8,14 @@ FASTKM_REQUIRE_OPENMP=1  fail the build instead of building serial kernels when 
 FASTKM_NATIVE=1          add -march=native (opt-in: the default build runs on any x86-64).
 FASTKM_NO_ISA_VARIANTS=1 skip the x86-64-v3/v4 copies of the hot kernels (a quicker local build).
 
-Rebuilds are incremental: Cython regenerates a C file only when its sources
-changed (release and debug builds keep their C files apart, under
-build/cython-*), and a compiled module is reused from build/cache when its C
-file, the headers and the flags are the same, so that a second
-``pip install -e .`` with nothing changed takes seconds. Modules compile in
-parallel, one progress line each.
+Rebuilds are incremental: a module's C file is regenerated only when a hash of
+its sources (the .pyx, every .pxd and header of the package, the Cython version
+and the directives) changed -- not by timestamps, which a fresh pip build
+environment resets -- and release and debug builds keep their C files apart
+(build/cython-*). A compiled module is reused from build/cache when its C file,
+the headers and the flags are the same, so that a second ``pip install -e .``
+with nothing changed compiles nothing. Modules compile in parallel, one
+progress line each.
 """
 import glob
 import hashlib
@@ -224,6 +226,56 @@ directives = {
 HEADERS = sorted(glob.glob(os.path.join(SRC, "*.h")))
 
 
+def _sources_key():
+    """Hash of everything a module's generated C depends on besides its own .pyx."""
+    import Cython
+
+    h = hashlib.sha256(repr((Cython.__version__, sorted(directives.items()))).encode())
+    for path in sorted(glob.glob(os.path.join("fastkm", "**", "*.pxd"), recursive=True)
+                       + HEADERS):
+        with open(path, "rb") as f:
+            h.update(path.encode() + f.read())
+    return h.hexdigest()
+
+
+def _cythonize_changed(extensions, build_dir, **options):
+    """cythonize() only the modules whose sources changed since their C file was
+    written (a content hash stored next to it); the others keep their C file."""
+    common = _sources_key()
+    annotate = bool(options.get("annotate"))  # the HTML comes with a translation
+    todo, keys = [], {}
+    for ext in extensions:
+        pyx = ext.sources[0]
+        h = hashlib.sha256(common.encode())
+        with open(pyx, "rb") as f:
+            text = f.read()
+        h.update(text)
+        if pyx.startswith(ISA_DIR):  # an ISA copy: the kernel source it includes
+            with open(os.path.join("fastkm", "_kernels",
+                                   os.path.basename(pyx).rsplit("_", 1)[0] + ".pyx"), "rb") as f:
+                h.update(f.read())
+        c_file = os.path.join(build_dir, os.path.splitext(pyx)[0] + ".c")
+        key_file = c_file + ".key"
+        key = h.hexdigest()
+        old = None
+        if os.path.exists(c_file) and os.path.exists(key_file):
+            with open(key_file) as f:
+                old = f.read()
+        if old == key and not annotate:
+            ext.sources = [c_file]
+        else:
+            todo.append(ext)
+            keys[c_file] = key
+    out = [e for e in extensions if e not in todo]
+    if todo:
+        _progress(f"Cython: translating {len(todo)} of {len(extensions)} modules")
+        out += cythonize(todo, build_dir=build_dir, **options)
+        for c_file, key in keys.items():
+            with open(c_file + ".key", "w") as f:
+                f.write(key)
+    return out
+
+
 def _extension(name, source):
     return Extension(
         name, [source],
@@ -242,8 +294,10 @@ if _isa_variants_supported():
     ]
 
 setup(
-    ext_modules=cythonize(
+    ext_modules=_cythonize_changed(
         extensions,
+        # release and debug builds never share generated C files
+        build_dir=os.path.join("build", "cython-debug" if debug else "cython-release"),
         compiler_directives=directives,
         annotate=_flag("FASTKM_ANNOTATE"),
         # translate in parallel (the ISA variants repeat their kernel's work);
@@ -251,8 +305,6 @@ setup(
         # so run) this script again
         nthreads=(os.cpu_count() or 1) if multiprocessing.get_start_method() == "fork" else 0,
         include_path=["."],
-        # release and debug builds never share generated C files
-        build_dir=os.path.join("build", "cython-debug" if debug else "cython-release"),
         quiet=True,
     ),
     cmdclass={"build_ext": BuildExt},

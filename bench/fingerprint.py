@@ -110,7 +110,7 @@ def cases(threads):
     for label, img, kw in (
         ("china-64", china, {}),
         ("china-16-fast", china, {"preset": "fast"}),
-        ("china-256-best", china[:200], {"preset": "best"}),
+        ("china-256-best", china[:200], {"preset": "converged"}),  # the old name of the preset
         ("china-64-oklab", china, {"color_space": "oklab"}),
         ("china-32-lab-dither", china[:160], {"color_space": "lab", "dither": True}),
         ("china-64-dither", china, {"dither": True}),

@@ -144,7 +144,7 @@ def default_threads():
     cpus = affinity_cpus()
     quota = _cached_quota()
     n = min(omp, cpus)
-    where = f"CPU affinity ({cpus} CPUs)"
+    where = f"CPU affinity ({cpus} CPU{'s' if cpus != 1 else ''})"
     if quota is not None:
         where += f", cgroup CPU quota {quota:g}"
         n = min(n, max(1, math.ceil(quota - 1e-9)))

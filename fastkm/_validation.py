@@ -20,6 +20,26 @@ __all__ = [
 ]
 
 
+def plain(value):
+    """``value`` as plain Python for a message: NumPy scalars become Python
+    numbers or strings (so a message says ``-1.0``, not ``np.float64(-1.0)``)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _first_non_number(arr):
+    """(index, value) of the first element of an object/str array that float()
+    rejects, or None."""
+    for index in np.ndindex(arr.shape):
+        v = arr[index]
+        try:
+            float(v)
+        except (TypeError, ValueError):
+            return tuple(int(i) for i in index), plain(v)
+    return None
+
+
 def check_random_state(seed):
     """Return a ``numpy.random.RandomState`` for None, an int or a RandomState."""
     if seed is None or seed is np.random:
@@ -84,8 +104,14 @@ def check_array(X, *, dtype=None, name="X", estimator="KMeans", min_samples=1, n
             try:
                 arr = arr.astype(np.float64)
             except (TypeError, ValueError) as exc:
+                bad = _first_non_number(arr)
+                where = (f"; {bad[1]!r} at index {bad[0]} is not a number" if bad is not None
+                         else f": {exc}")
+                if isinstance(exc, TypeError) and bad is not None:
+                    where += f" ({exc})"  # NumPy's own words: "argument must be a string..."
                 raise type(exc)(
-                    f"{name} must contain numbers only; could not convert it to float: {exc}"
+                    f"{name} must contain numbers only{where}. Convert or drop the "
+                    "non-numeric columns first."
                 ) from None
         else:
             raise TypeError(f"{name} must be numeric; got an array of dtype {arr.dtype}.")
@@ -121,8 +147,12 @@ def check_array(X, *, dtype=None, name="X", estimator="KMeans", min_samples=1, n
     else:
         finite = bool(np.isfinite(out).all())
     if not finite:
-        what = "NaN" if np.isnan(out).any() else f"infinity or a value too large for {out.dtype}"
-        raise ValueError(f"Input {name} contains {what}.")
+        if np.isnan(out).any():
+            raise ValueError(
+                f"Input {name} contains NaN. {estimator} does not accept missing values: "
+                "drop those rows or impute them (e.g. sklearn.impute.SimpleImputer).")
+        raise ValueError(f"Input {name} contains infinity or a value too large for "
+                         f"{out.dtype}; drop or clip those values.")
     return out
 
 
@@ -154,7 +184,7 @@ def check_sample_weight(sample_weight, n_samples, dtype):
     if (sw < 0).any():
         raise ValueError(
             f"sample_weight must be non-negative; got {int((sw < 0).sum())} negative value(s) "
-            f"(min {sw.min()!r})."
+            f"(the smallest is {float(sw.min())!r})."
         )
     if not sw.any():
         raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
@@ -163,7 +193,8 @@ def check_sample_weight(sample_weight, n_samples, dtype):
 
 def check_int(value, name, minimum, maximum=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {value!r} of type {type(value).__name__}.")
+        raise TypeError(f"{name} must be an int; got {plain(value)!r} of type "
+                        f"{type(value).__name__}.")
     if value < minimum or (maximum is not None and value > maximum):
         rng = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         raise ValueError(f"{name} must be {rng}; got {value}.")
@@ -172,7 +203,8 @@ def check_int(value, name, minimum, maximum=None):
 
 def check_float(value, name, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number; got {value!r} of type {type(value).__name__}.")
+        raise TypeError(f"{name} must be a number; got {plain(value)!r} of type "
+                        f"{type(value).__name__}.")
     if not np.isfinite(value) or value < minimum:
         raise ValueError(f"{name} must be a finite number >= {minimum}; got {value}.")
     return float(value)

@@ -2,7 +2,7 @@
 
     fastkm demo [-o OUT.png] [--threads N] [--seed S]
     fastkm quantize INPUT... -k N (-o OUTPUT | --out-dir DIR) [--dither]
-                    [--color-space {rgb,oklab,lab}] [--preset {default,fast,best}]
+                    [--color-space {rgb,oklab,lab}] [--preset {default,fast,converged}]
                     [--shared-palette] [--report] [--format {png,gif}] [--threads N] [--seed S]
 
 Each subcommand is one ``_Command``: a name, a one-line help, a function that
@@ -71,8 +71,8 @@ def _seed(text):
 def _add_threads_option(parser):
     parser.add_argument(
         "--threads", "-j", type=_threads, default=None, metavar="N",
-        help="threads for fastkm and for scikit-learn (default: OpenMP's maximum, "
-             "i.e. OMP_NUM_THREADS or all CPUs; -1: all CPUs)",
+        help="threads for fastkm and for scikit-learn (default: OMP_NUM_THREADS, or the "
+             "CPUs this process may use capped by its cgroup quota; -1: all CPUs)",
     )
 
 
@@ -123,15 +123,15 @@ def _quantize_arguments(parser):
                         help="Floyd-Steinberg error diffusion")
     parser.add_argument("--color-space", choices=("rgb", "oklab", "lab"), default="rgb",
                         help="space of the clustering (default: %(default)s)")
-    parser.add_argument("--preset", choices=("default", "fast", "best"), default="default",
+    parser.add_argument("--preset", choices=("default", "fast", "converged"), default="default",
                         help="speed/quality trade-off (default: %(default)s)")
     parser.add_argument("--shared-palette", action="store_true",
                         help="one palette for all inputs (animations, sprite sheets, batches)")
     parser.add_argument("--report", action="store_true",
                         help="end with a table of every file and the totals")
     parser.add_argument("--threads", "-j", type=_threads, default=None, metavar="N",
-                        help="threads (default: OpenMP's maximum, i.e. OMP_NUM_THREADS or all "
-                             "CPUs; -1: all CPUs)")
+                        help="threads (default: OMP_NUM_THREADS, or the CPUs this process may "
+                             "use capped by its cgroup quota; -1: all CPUs)")
     parser.add_argument("--seed", type=_seed, default=0, metavar="S",
                         help="random_state of k-means++ (default: %(default)s)")
 

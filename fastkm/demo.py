@@ -34,10 +34,14 @@ INSTALL_HINT = 'pip install "fastkm[demo]"'
 # exactly the same work whatever its version's defaults are).
 _FIT_PARAMS = dict(init="k-means++", n_init=1, max_iter=300, tol=1e-4)
 
-# Timing: repeat a fit (results are deterministic) until this much time has been
-# spent or _MAX_REPEATS runs were made, and keep the fastest run.
+# Timing: repeat a fit (results are deterministic) at least _MIN_REPEATS times and
+# until this much time has been spent or _MAX_REPEATS runs were made; keep the
+# fastest run. When the runs of one side spread more than _BUSY_SPREAD (slowest /
+# fastest), the machine is busy and a ratio would mislead: none is printed.
 _TIME_BUDGET_S = 0.3
-_MAX_REPEATS = 5
+_MIN_REPEATS = 3
+_MAX_REPEATS = 7
+_BUSY_SPREAD = 2.0
 
 
 class DemoError(Exception):
@@ -115,19 +119,17 @@ class _AtomicOutput:
 # --------------------------------------------------------------------------- fitting
 
 def _fit_timed(make_model, X):
-    """Fit fresh models on X, keep the fastest run's time; return (seconds, model)."""
-    best = np.inf
-    spent = 0.0
+    """Fit fresh models on X; return (fastest run's seconds, slowest / fastest, model)."""
+    times = []
     for _ in range(_MAX_REPEATS):
         model = make_model()
         t0 = time.perf_counter()
         model.fit(X)
-        elapsed = time.perf_counter() - t0
-        best = min(best, elapsed)
-        spent += elapsed
-        if spent >= _TIME_BUDGET_S:
+        times.append(time.perf_counter() - t0)
+        if len(times) >= _MIN_REPEATS and sum(times) >= _TIME_BUDGET_S:
             break
-    return best, model
+    best = min(times)
+    return best, (max(times) / best if best > 0 else 1.0), model
 
 
 def _majority_accuracy(labels, y, n_clusters):
@@ -147,9 +149,9 @@ def _compare(name, X, k, seed, n_threads, y=None):
 
     import fastkm
 
-    t_fk, fk = _fit_timed(
+    t_fk, spread_fk, fk = _fit_timed(
         lambda: fastkm.KMeans(k, random_state=seed, n_threads=n_threads, **_FIT_PARAMS), X)
-    t_sk, sk = _fit_timed(lambda: SKKMeans(k, random_state=seed, **_FIT_PARAMS), X)
+    t_sk, spread_sk, sk = _fit_timed(lambda: SKKMeans(k, random_state=seed, **_FIT_PARAMS), X)
     step = {
         "name": name,
         "n_samples": int(X.shape[0]),
@@ -158,6 +160,8 @@ def _compare(name, X, k, seed, n_threads, y=None):
         "fastkm_time": float(t_fk),
         "sklearn_time": float(t_sk),
         "speedup": float(t_sk / t_fk) if t_fk > 0 else float("inf"),
+        "spread": float(max(spread_fk, spread_sk)),
+        "busy": bool(max(spread_fk, spread_sk) > _BUSY_SPREAD),
         "fastkm_inertia": float(fk.inertia_),
         "sklearn_inertia": float(sk.inertia_),
         "fastkm_n_iter": int(fk.n_iter_),
@@ -192,37 +196,50 @@ def _fmt_inertia(value):
     return f"{value:.6g}" if abs(value) >= 1e5 else f"{value:.3f}"
 
 
+def _fmt_speedup(s):
+    if s.get("busy"):
+        return f"busy ({min(s['spread'], 99.9):.1f}x)"
+    return f"{s['speedup']:.2f}x"
+
+
 def format_summary(result):
-    """The text summary of a ``run_demo`` result: a header, then one line per step."""
+    """The text summary of a ``run_demo`` result: a header, a table (one row per
+    step, under 100 columns) and, if timings spread, a note that the machine
+    looks busy."""
     steps = result["steps"]
+    n = result["n_threads"]
     lines = [
-        f"fastkm {result['versions']['fastkm']} vs scikit-learn {result['versions']['sklearn']}"
-        f" -- {result['n_threads']} thread{'s' if result['n_threads'] != 1 else ''} each,"
-        f" random_state={result['seed']}, best of up to {_MAX_REPEATS} fits",
+        f"fastkm {result['versions']['fastkm']} vs scikit-learn {result['versions']['sklearn']}:"
+        f" {n} thread{'s' if n != 1 else ''} each, random_state={result['seed']},"
+        f" fastest of {_MIN_REPEATS}-{_MAX_REPEATS} fits",
+        "",
+        f"{'step':<19} {'n x d':>8} {'fastkm':>9} {'sklearn':>9} {'speed-up':>12}"
+        f" {'accuracy':>11} inertia fastkm / sklearn",
     ]
-    name_w = max(len(s["name"]) for s in steps)
-    shape_w = max(len(f"{s['n_samples']}x{s['n_features']}") for s in steps)
     for s in steps:
         shape = f"{s['n_samples']}x{s['n_features']}"
-        line = (
-            f"{s['name']:<{name_w}}  {shape:>{shape_w}}  k={s['n_clusters']:<3d}"
-            f"  fastkm {_fmt_time(s['fastkm_time']):>9}  sklearn {_fmt_time(s['sklearn_time']):>9}"
-            f"  speed-up {s['speedup']:5.2f}x"
-            f"  inertia fastkm {_fmt_inertia(s['fastkm_inertia'])}"
-            f" sklearn {_fmt_inertia(s['sklearn_inertia'])}"
+        inertia = f"{_fmt_inertia(s['fastkm_inertia'])} / {_fmt_inertia(s['sklearn_inertia'])}"
+        acc = (f"{s['fastkm_accuracy']:.3f}/{s['sklearn_accuracy']:.3f}"
+               if "fastkm_accuracy" in s else "")
+        lines.append(
+            f"{s['name']:<19} {shape:>8} {_fmt_time(s['fastkm_time']):>9}"
+            f" {_fmt_time(s['sklearn_time']):>9} {_fmt_speedup(s):>12} {acc:>11} {inertia}"
         )
-        if "fastkm_accuracy" in s:
-            line += (f"  label accuracy fastkm {s['fastkm_accuracy']:.3f}"
-                     f" sklearn {s['sklearn_accuracy']:.3f}")
-        lines.append(line)
+    busy = [s["name"] for s in steps if s.get("busy")]
+    if busy:
+        lines += ["", f"The machine looks busy: repeated timings of {', '.join(busy)} spread "
+                      f"more than {_BUSY_SPREAD:.0f}x,",
+                  f"so no speed-up is shown for {'it' if len(busy) == 1 else 'them'}. "
+                  "Run the demo again when the machine is quieter."]
     return "\n".join(lines)
 
 
 def _panel_title(head, s):
+    ratio = ("machine busy: no ratio" if s.get("busy") else f"speed-up {s['speedup']:.1f}x")
     title = (
         f"{head}\n"
         f"time: fastkm {_fmt_time(s['fastkm_time'])} vs sklearn {_fmt_time(s['sklearn_time'])}"
-        f" (speed-up {s['speedup']:.1f}x)\n"
+        f" ({ratio})\n"
         f"inertia: fastkm {_fmt_inertia(s['fastkm_inertia'])}"
         f" vs sklearn {_fmt_inertia(s['sklearn_inertia'])}"
     )
@@ -234,7 +251,7 @@ def _panel_title(head, s):
 
 # --------------------------------------------------------------------------- figure
 
-def _digits_mosaic(centers, order, rows=2, cols=5, pad=1):
+def _digits_mosaic(centers, order, rows=3, cols=4, pad=1):
     """The 8x8 centers in a rows x cols grid, NaN between tiles."""
     tile = 8
     out = np.full((rows * (tile + pad) - pad, cols * (tile + pad) - pad), np.nan)
@@ -282,8 +299,8 @@ def _draw_figure(fileobj, *, blobs, blob_fits, digits_fit, digits_step, img, img
     ax.imshow(_digits_mosaic(digits_fit.cluster_centers_, order), cmap=cmap,
               interpolation="nearest")
     for pos, c in enumerate(order):
-        r, q = divmod(pos, 5)
-        ax.text(q * 9 - 0.4, r * 9 - 0.4, str(mapping[c]), color="tab:red", fontsize=9,
+        r, q = divmod(pos, 4)
+        ax.text(q * 9 - 0.4, r * 9 - 0.4, str(mapping[c]), color="tab:red", fontsize=11,
                 ha="left", va="top", fontweight="bold")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -321,7 +338,8 @@ def run_demo(out_path="fastkm-demo.png", n_threads=None, seed=0):
         directory and moved into place, so a failure never leaves a partial file.
     n_threads : int, default=None
         Threads for fastkm and for scikit-learn (limited with threadpoolctl).
-        None: OpenMP's current maximum (``OMP_NUM_THREADS``); -1: every CPU.
+        None: fastkm's default (``OMP_NUM_THREADS``, or the CPUs this process may
+        use capped by its cgroup quota: ``fastkm.show_config()``); -1: every CPU.
     seed : int, default=0
         ``random_state`` of every fit (the data sets themselves are fixed).
 
@@ -330,8 +348,9 @@ def run_demo(out_path="fastkm-demo.png", n_threads=None, seed=0):
     dict with keys ``out_path`` (absolute), ``n_threads``, ``seed``, ``versions``,
     ``steps`` (a list of dicts, one per step: ``name``, ``n_samples``, ``n_features``,
     ``n_clusters``, ``fastkm_time``, ``sklearn_time`` (seconds, fastest run),
-    ``speedup`` (sklearn time / fastkm time), ``fastkm_inertia``, ``sklearn_inertia``,
-    ``fastkm_n_iter``, ``sklearn_n_iter``, and for steps with true labels
+    ``speedup`` (sklearn time / fastkm time), ``spread`` (slowest / fastest run of the
+    noisier side), ``busy`` (spread above 2: no ratio shown), ``fastkm_inertia``,
+    ``sklearn_inertia``, ``fastkm_n_iter``, ``sklearn_n_iter``, and for steps with true labels
     ``fastkm_accuracy``, ``sklearn_accuracy``, ``fastkm_mapping``) and ``summary``
     (the text of :func:`format_summary`).
 

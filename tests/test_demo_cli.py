@@ -1,5 +1,6 @@
 """The ``fastkm`` command line (``python -m fastkm``) and its ``demo`` subcommand."""
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -117,10 +118,16 @@ def test_demo_prints_summary(demo_run):
     lines = proc.stdout.strip().splitlines()
     assert "fastkm" in proc.stdout and "sklearn" in proc.stdout
     assert "2 threads" in lines[0]
+    header = next(ln for ln in lines if ln.startswith("step "))
+    for column in ("fastkm", "sklearn", "speed-up", "inertia", "accuracy"):
+        assert column in header
     for name in ("blobs k=3", "blobs k=4", "digits k=10", "china.jpg 64 colors"):
         (line,) = [ln for ln in lines if ln.startswith(name)]
-        assert "fastkm" in line and "sklearn" in line
-        assert "speed-up" in line and "inertia" in line
+        cells = line[len(name):].split()
+        assert re.fullmatch(r"\d+x\d+", cells[0])           # n x d
+        assert re.search(r"(\d+\.\d\dx|busy \(\d+\.\dx\))", line)  # ratio or busy
+        assert " / " in line                                  # both inertias
+    assert max(len(ln) for ln in lines if not ln.startswith("wrote")) < 100
     assert lines[-1] == f"wrote {out}"
 
 
@@ -228,13 +235,42 @@ def test_majority_accuracy():
     assert list(mapping) == [5, 3, 4]
 
 
-def test_format_summary_one_line_per_step():
+def _summary_result(**extra):
     step = dict(n_samples=10, n_features=2, n_clusters=3, fastkm_time=0.001, sklearn_time=0.004,
-                speedup=4.0, fastkm_inertia=1.5, sklearn_inertia=1.5)
-    result = {"versions": {"fastkm": "0", "sklearn": "1"}, "n_threads": 1, "seed": 0,
-              "steps": [dict(step, name="a"), dict(step, name="bb", fastkm_accuracy=1.0,
-                                                   sklearn_accuracy=0.5)]}
-    lines = demo.format_summary(result).splitlines()
-    assert len(lines) == 3
-    assert lines[1].startswith("a ") and "4.00x" in lines[1]
-    assert "accuracy fastkm 1.000 sklearn 0.500" in lines[2]
+                speedup=4.0, spread=1.1, busy=False, fastkm_inertia=1.5, sklearn_inertia=1.5)
+    return {"versions": {"fastkm": "0", "sklearn": "1"}, "n_threads": 1, "seed": 0,
+            "steps": [dict(step, name="a"), dict(step, name="bb", fastkm_accuracy=1.0,
+                                                 sklearn_accuracy=0.5, **extra)]}
+
+
+def test_format_summary_one_row_per_step_under_100_columns():
+    lines = demo.format_summary(_summary_result()).splitlines()
+    assert len(lines) == 5 and lines[1] == ""
+    assert "1 thread each" in lines[0]
+    assert lines[3].startswith("a ") and "4.00x" in lines[3]
+    assert lines[4].startswith("bb ") and "1.000/0.500" in lines[4]
+    assert max(map(len, lines)) < 100
+
+
+def test_format_summary_says_the_machine_is_busy_instead_of_a_ratio():
+    lines = demo.format_summary(_summary_result(busy=True, spread=3.2)).splitlines()
+    assert "busy (3.2x)" in lines[4] and "4.00x" not in lines[4]
+    assert lines[-2].startswith("The machine looks busy: repeated timings of bb spread")
+    assert max(map(len, lines)) < 100
+
+
+def test_fit_timed_keeps_the_fastest_run_and_reports_the_spread():
+    import itertools
+
+    delays = itertools.cycle([0.02, 0.002, 0.002])
+
+    class Model:
+        def fit(self, X):
+            import time
+
+            time.sleep(next(delays))
+            return self
+
+    best, spread, model = demo._fit_timed(Model, None)
+    assert isinstance(model, Model)
+    assert 0.002 <= best < 0.015 and spread > 1.3

@@ -156,3 +156,37 @@ def test_auto_uses_pruned_lloyd_for_few_features_and_exponion_beyond():
     # no spatial order (too few rows): Lloyd only for colors
     X = rng.normal(size=(500, 2))
     assert fastkm.KMeans(10, random_state=0).fit(X).algorithm_ == "exponion"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("d", [2, 3, 5])
+def test_seeding_skips_chunks_out_of_reach_and_draws_the_same_centers(monkeypatch, dtype, d):
+    """Rows in spatial order: a k-means++ step skips the chunks a center cannot
+    reach (box distance beyond the chunk's largest D^2). The centers, and every
+    step's potentials, are those of the full pass, for any thread count."""
+    from fastkm._dispatch import seeding
+    from fastkm.kmeans import _seeding
+
+    rng = np.random.RandomState(d)
+    X = (rng.uniform(0, 50, size=(60, d))[rng.randint(0, 60, 20000)]
+         + rng.normal(size=(20000, d))).astype(dtype)
+    X = np.ascontiguousarray(X[_prepare.spatial_order(X)])
+    sw = rng.uniform(0.5, 2, size=len(X)).astype(dtype)
+    data = FitData(X, sw, None, sw, True, tile_layout(X, 2), None)
+    skipped = []
+    real_update = seeding.update_closest
+
+    def counting_update(X_, w, closest, center, block_pot, rpb, region, xt, bounds):
+        if bounds is not None:
+            skipped.append(bounds.out_of_reach(center) / bounds.n_chunks)
+        return real_update(X_, w, closest, center, block_pot, rpb, region, xt, bounds)
+
+    monkeypatch.setattr(_seeding.seeding, "update_closest", counting_update)
+    got = [kmeans_plusplus_data(data, 40, np.random.RandomState(1), None, t) for t in (1, 2, 3)]
+    monkeypatch.setattr(_seeding.seeding, "chunk_bounds", lambda *a: None)
+    ref = kmeans_plusplus_data(data, 40, np.random.RandomState(1), None, 2)
+    for c, idx in got:
+        np.testing.assert_array_equal(idx, ref[1])
+        assert c.tobytes() == ref[0].tobytes()
+    assert skipped[0] == 0                   # the first center reaches every chunk
+    assert np.median(skipped[-10:]) > 0.5    # late centers skip most chunks

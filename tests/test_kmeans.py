@@ -327,3 +327,59 @@ def test_no_warnings_on_clean_fit():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         KMeans(4, random_state=0).fit(make_data("blobs2d"))
+
+
+# --------------------------------------------------------------------------- drop-in details
+
+@pytest.mark.parametrize("algorithm", ["lloyd", "hamerly", "exponion", "elkan"])
+def test_empty_cluster_with_duplicate_points_converges_as_scikit_learn(algorithm):
+    """More clusters than distinct points: nothing can be relocated, the empty
+    cluster sits where the heaviest one is, and the fit converges at once."""
+    X = np.array([[0.0, 0], [1, 1], [1, 1], [1, 0], [0, 1]])
+    with pytest.warns(ConvergenceWarning, match="Number of distinct clusters"):
+        km = KMeans(5, init=X.copy(), n_init=1, algorithm=algorithm).fit(X)
+    assert km.n_iter_ == 1
+    np.testing.assert_array_equal(km.labels_, [0, 1, 1, 3, 4])
+    np.testing.assert_array_equal(km.cluster_centers_, X)
+    sk = pytest.importorskip("sklearn.cluster")
+    with pytest.warns(UserWarning):  # scikit-learn's ConvergenceWarning
+        ref = sk.KMeans(5, init=X.copy(), n_init=1, algorithm="lloyd").fit(X)
+    assert ref.n_iter_ == km.n_iter_
+    np.testing.assert_array_equal(ref.cluster_centers_, km.cluster_centers_)
+
+
+def test_a_cluster_emptied_by_relocation_goes_to_the_heaviest_cluster():
+    X = np.array([[0.0], [0.1], [0.2], [10.0], [10.1], [30.0]])
+    init = np.array([[0.1], [10.05], [100.0]])   # cluster 2 starts empty
+    km = KMeans(3, init=init, n_init=1, max_iter=1, algorithm="lloyd").fit(X)
+    assert set(km.labels_.tolist()) == {0, 1, 2}  # 30.0 was moved to the empty cluster
+    assert km.cluster_centers_[2, 0] == 30.0
+
+
+def test_elkan_with_one_cluster_warns_and_runs_lloyd():
+    X = np.random.RandomState(0).normal(size=(50, 3))
+    with pytest.warns(RuntimeWarning, match="doesn't make sense for a single cluster"):
+        km = KMeans(1, algorithm="elkan", random_state=0).fit(X)
+    assert km.algorithm_ == "lloyd"
+    np.testing.assert_allclose(km.cluster_centers_[0], X.mean(axis=0), rtol=1e-12)
+
+
+def test_init_shape_errors_say_which_dimension_is_wrong():
+    X = np.random.RandomState(0).normal(size=(20, 3))
+    with pytest.raises(ValueError, match=r"The shape of the initial centers \(2, 5\) does not "
+                                         r"match the number of clusters 8"):
+        KMeans(8, init=np.zeros((2, 5))).fit(X)
+    with pytest.raises(ValueError, match=r"The shape of the initial centers \(8, 5\) does not "
+                                         r"match the number of features of the data 3"):
+        KMeans(8, init=np.zeros((8, 5))).fit(X)
+
+
+def test_kmeans_plusplus_checks_the_length_of_x_squared_norms():
+    from fastkm import kmeans_plusplus
+
+    X = np.random.RandomState(0).normal(size=(20, 3))
+    with pytest.raises(ValueError, match="The length of x_squared_norms 19 should be equal to "
+                                         "the length of n_samples 20"):
+        kmeans_plusplus(X, 3, x_squared_norms=np.ones(19))
+    centers, _ = kmeans_plusplus(X, 3, x_squared_norms=(X ** 2).sum(1), random_state=0)
+    assert centers.shape == (3, 3)

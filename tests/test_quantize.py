@@ -94,11 +94,11 @@ def test_weighted_histogram_kmeans_equals_kmeans_on_all_pixels(china_crop):
 
 
 def test_psnr_matches_weighted_kmeans_computed_another_way(china_crop):
-    """preset='best' vs scikit-learn KMeans on the weighted distinct colors: same
+    """preset='converged' vs scikit-learn KMeans on the weighted distinct colors: same
     quality (both converged k-means++ runs), and the reported PSNR is the PSNR."""
     sk = pytest.importorskip("sklearn.cluster")
     k = 16
-    result = quantize(china_crop, k, preset="best")
+    result = quantize(china_crop, k, preset="converged")
     direct = psnr_of(china_crop, result.to_array())
     assert result.psnr == pytest.approx(direct, abs=1e-9)
 
@@ -157,7 +157,7 @@ def test_metrics_from_histogram_equal_metrics_per_pixel(rgb, rgba):
 def test_lossless_when_few_colors(rgb):
     small = rgb // 64 * 64  # at most 64 distinct colors
     n_distinct = np.unique(small.reshape(-1, 3), axis=0).shape[0]
-    for preset in ("default", "fast", "best"):
+    for preset in ("default", "fast", "converged"):
         result = quantize(small, n_distinct, preset=preset)
         assert result.n_colors == n_distinct
         np.testing.assert_array_equal(result.to_array(), small)
@@ -167,9 +167,17 @@ def test_lossless_when_few_colors(rgb):
 def test_presets_quality_order(china_crop):
     fast = quantize(china_crop, 32, preset="fast").psnr
     default = quantize(china_crop, 32).psnr
-    best = quantize(china_crop, 32, preset="best").psnr
-    assert default > fast - 0.05 and best > fast - 0.05
-    assert min(fast, default, best) > 25
+    converged = quantize(china_crop, 32, preset="converged").psnr
+    assert default > fast - 0.05 and converged > fast - 0.05
+    assert min(fast, default, converged) > 25
+
+
+def test_old_preset_name_best_still_works_with_a_deprecation_warning(china_crop):
+    with pytest.warns(DeprecationWarning, match="now called 'converged'"):
+        old = quantize(china_crop, 16, preset="best")
+    new = quantize(china_crop, 16, preset="converged")
+    assert old.palette.tobytes() == new.palette.tobytes()
+    assert old.indices.tobytes() == new.indices.tobytes()
 
 
 # --------------------------------------------------------------------------- results
@@ -378,7 +386,7 @@ def test_dithering_with_alpha(rgba):
 # --------------------------------------------------------------------------- determinism
 
 @pytest.mark.parametrize("kwargs", [
-    {}, {"preset": "fast"}, {"color_space": "oklab"}, {"dither": True}, {"preset": "best"},
+    {}, {"preset": "fast"}, {"color_space": "oklab"}, {"dither": True}, {"preset": "converged"},
 ])
 def test_same_bytes_for_any_thread_count(rgb, rgba, kwargs):
     for img in (rgb, rgba):

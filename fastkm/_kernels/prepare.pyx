@@ -2,12 +2,13 @@
 and a spatial (Morton) order of the rows. Both depend on X only, never on the
 thread count."""
 from cython cimport floating
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.string cimport memcpy
 
 import numpy as np
 
 from fastkm._kernels.layout cimport CHUNK
+from fastkm._kernels.openmp cimport omp_get_num_threads, omp_get_thread_num
 
 cdef extern from "row_hash.h":
     unsigned long long fastkm_hash_row(const void* row, Py_ssize_t nbytes) noexcept nogil
@@ -34,36 +35,64 @@ cdef inline bint _rows_equal(const char* a, const char* b, Py_ssize_t nbytes) no
     return True
 
 
-cdef Py_ssize_t _dedup_part(
-    const char* X, Py_ssize_t nbytes, const Py_ssize_t* rows, Py_ssize_t m,
-    const unsigned long long* hashes, int* table, Py_ssize_t mask,
-    char* uniq,                   # OUT (m, nbytes) this partition's distinct rows
-    int* local,                   # OUT (n,) indexed by row: id within the partition
-    const int* abort_flag,        # another partition gave up: stop early
-) noexcept nogil:
-    # Distinct rows of one hash partition, in row order. Returns their count, or
-    # -1 when over 97% of the first quarter of its rows are distinct.
-    cdef Py_ssize_t q, i, slot, n_u = 0, check_at = m // 4 if m >= 1024 else -1
+cdef struct DedupCtx:
+    # read-only, one per unique_rows call
+    const char* X                 # (n, nbytes) the rows as bytes
+    Py_ssize_t n
+    Py_ssize_t nbytes
+    const unsigned long long* hashes   # (n,)
+    const Py_ssize_t* start       # (DEDUP_PARTS + 1,) partition p's rows: start[p]..start[p+1]
+    const Py_ssize_t* cap         # (DEDUP_PARTS + 1,) its table slots: cap[p]..cap[p+1]
+    int* table                    # (cap[DEDUP_PARTS],) -1 = empty; else a row's local id
+    char* uniq                    # (n, nbytes) partition p's distinct rows from row start[p]
+    int* local                    # OUT (n,) id of each row within its partition
+    Py_ssize_t* n_u               # OUT (DEDUP_PARTS,) distinct rows per partition, -1: gave up
+    int* abort_flag               # some partition gave up: everyone stops
+
+
+cdef inline void _dedup_row(const DedupCtx* c, Py_ssize_t p, Py_ssize_t i) noexcept nogil:
+    # row i into partition p's table: its local id, a new one if it is new
+    cdef Py_ssize_t mask = c.cap[p + 1] - c.cap[p] - 1, nb = c.nbytes
+    cdef Py_ssize_t slot = <Py_ssize_t>(c.hashes[i] & <unsigned long long>mask)
+    cdef int* table = c.table + c.cap[p]
+    cdef char* uniq = c.uniq + c.start[p] * nb
+    cdef const char* row = c.X + i * nb
     cdef int u
-    for q in range(m):
-        i = rows[q]
-        slot = <Py_ssize_t>(hashes[i] & <unsigned long long>mask)
-        while True:
-            u = table[slot]
-            if u < 0:
-                table[slot] = <int>n_u
-                memcpy(uniq + n_u * nbytes, X + i * nbytes, nbytes)
-                local[i] = <int>n_u
-                n_u += 1
-                break
-            if _rows_equal(uniq + u * nbytes, X + i * nbytes, nbytes):
-                local[i] = u
-                break
-            slot = (slot + 1) & mask
-        if q + 1 == check_at:
-            if n_u * 100 > 97 * check_at or abort_flag[0]:
-                return -1
-    return n_u
+    while True:
+        u = table[slot]
+        if u < 0:
+            table[slot] = <int>c.n_u[p]
+            memcpy(uniq + c.n_u[p] * nb, row, nb)
+            c.local[i] = <int>c.n_u[p]
+            c.n_u[p] += 1
+            return
+        if _rows_equal(uniq + u * nb, row, nb):
+            c.local[i] = u
+            return
+        slot = (slot + 1) & mask
+
+
+cdef void _dedup_share(const DedupCtx* c, int tid, int nt) noexcept nogil:
+    # The partitions p with p % nt == tid, their rows taken in row order (one
+    # pass over the rows, so X is read in order). A partition gives up (-1)
+    # when over 97% of the first quarter of its rows are distinct.
+    cdef Py_ssize_t i, p, m
+    cdef Py_ssize_t seen[DEDUP_PARTS]
+    for p in range(DEDUP_PARTS):
+        seen[p] = 0
+    for i in range(c.n):
+        p = <Py_ssize_t>(c.hashes[i] >> 60)
+        if p % nt != tid or c.n_u[p] < 0:
+            continue
+        _dedup_row(c, p, i)
+        seen[p] += 1
+        m = c.start[p + 1] - c.start[p]
+        if m >= 1024 and seen[p] == m // 4:
+            if c.n_u[p] * 100 > 97 * seen[p]:
+                c.n_u[p] = -1
+                c.abort_flag[0] = 1
+            if c.abort_flag[0]:
+                return
 
 
 def unique_rows(
@@ -76,10 +105,11 @@ def unique_rows(
     Returns ``(X_unique, inverse)`` with ``X_unique[inverse] == X``, or ``None``
     when there are more than ``max_unique`` distinct rows, or when some hash
     partition finds over 97% of the first quarter of its rows distinct (then
-    deduplication would not pay). Rows are hashed, split into DEDUP_PARTS
-    partitions by hash, and each partition is deduplicated with its own
-    open-addressing table, in parallel. ``X_unique`` lists partition 0's rows
-    in order of first occurrence, then partition 1's, ...: it depends only on X.
+    deduplication would not pay). Rows are hashed and split into DEDUP_PARTS
+    partitions by hash, each deduplicated with its own open-addressing table;
+    each thread takes a share of the partitions and one in-order pass over the
+    rows. ``X_unique`` lists partition 0's rows in order of first occurrence,
+    then partition 1's, ...: it depends only on X, not on the thread count.
     """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], nbytes = d * sizeof(floating)
     cdef Py_ssize_t i, p, c, total = 0, ch, n_chunks
@@ -88,7 +118,6 @@ def unique_rows(
         return None
     cdef unsigned long long[::1] hashes = np.empty(n, dtype=np.uint64)
     cdef Py_ssize_t[::1] count = np.zeros(DEDUP_PARTS + 1, dtype=np.intp)
-    cdef Py_ssize_t[::1] rows = np.empty(n, dtype=np.intp)
     cdef int[::1] local = np.empty(n, dtype=np.int32)
     cdef Py_ssize_t[::1] n_u = np.zeros(DEDUP_PARTS, dtype=np.intp)
     cdef Py_ssize_t[::1] cap = np.zeros(DEDUP_PARTS + 1, dtype=np.intp)
@@ -106,23 +135,22 @@ def unique_rows(
             while c < 2 * (count[p + 1] - count[p]):
                 c *= 2
             cap[p + 1] = cap[p] + c
-        for p in range(DEDUP_PARTS):
-            n_u[p] = count[p]  # fill pointers
-        for i in range(n):
-            p = <Py_ssize_t>(hashes[i] >> 60)
-            rows[n_u[p]] = i
-            n_u[p] += 1
     cdef int[::1] table = np.full(cap[DEDUP_PARTS], -1, dtype=np.int32)
     cdef char[:, ::1] uniq = np.empty((n, nbytes), dtype=np.int8)
-    for p in prange(DEDUP_PARTS, nogil=True, schedule="dynamic", num_threads=n_threads):
-        if count[p + 1] == count[p]:
-            n_u[p] = 0  # an empty partition (its rows would start past the end)
-        else:
-            n_u[p] = _dedup_part(base, nbytes, &rows[count[p]], count[p + 1] - count[p],
-                                 &hashes[0], &table[cap[p]], cap[p + 1] - cap[p] - 1,
-                                 &uniq[count[p], 0], &local[0], &abort_flag[0])
-            if n_u[p] < 0:
-                abort_flag[0] = 1
+    cdef DedupCtx ctx
+    ctx.X = base
+    ctx.n = n
+    ctx.nbytes = nbytes
+    ctx.hashes = &hashes[0]
+    ctx.start = &count[0]
+    ctx.cap = &cap[0]
+    ctx.table = &table[0]
+    ctx.uniq = &uniq[0, 0]
+    ctx.local = &local[0]
+    ctx.n_u = &n_u[0]
+    ctx.abort_flag = &abort_flag[0]
+    with nogil, parallel(num_threads=min(n_threads, <int>DEDUP_PARTS)):
+        _dedup_share(&ctx, omp_get_thread_num(), omp_get_num_threads())
     for p in range(DEDUP_PARTS):
         if n_u[p] < 0:
             return None

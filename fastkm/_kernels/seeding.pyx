@@ -7,12 +7,14 @@ centers, the potential each candidate would give, and the inverse-CDF lookup
 of D^2 sampling. Potentials are summed per fixed row block, in LANES partial
 sums of a fixed order, and merged in block order (thread-count independent).
 """
+import numpy as np
+
 from cython cimport floating
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 
 from fastkm._kernels.layout cimport CHUNK
-from fastkm._kernels.numerics cimport FASTKM_MADD
+from fastkm._kernels.numerics cimport FASTKM_MADD, rounding_bound
 from fastkm._kernels.runtime cimport Region, RegionClock, region_enter, region_leave
 from fastkm._kernels.tiles cimport sq_dist_chunk_to_center, transpose_chunk
 
@@ -113,57 +115,182 @@ cdef inline double _potential_dispatch(
     return _potential_chunk(acc, closest, sw, rows)
 
 
+cdef struct DirectCtx:
+    # read-only for a kernel call (but closest and the chunk state, updated in place)
+    const void* X              # (n, d)
+    const void* sw             # (n,)
+    double* closest            # (n,) current D^2
+    Py_ssize_t n
+    Py_ssize_t d
+    Py_ssize_t rows_per_block
+    const void* xt_all         # (n_chunks, d, CHUNK) X in tile layout, or NULL
+    # chunk pruning (rows in spatial order; all NULL when off):
+    const double* box          # (n_chunks, d, 2) each chunk's bounding box: lo, hi
+    double* chunk_pot          # (n_chunks,) sum of w D^2 over the chunk, lane-ordered
+    double* chunk_max          # (n_chunks,) largest D^2 of the chunk (inf: not known)
+    double margin              # relative, covers the rounding of the squared distances
+
+
+cdef inline bint _out_of_reach(const DirectCtx* c, Py_ssize_t ch, const floating* center) noexcept nogil:
+    # True when no row of chunk ch can get nearer to ``center`` than its D^2: the
+    # squared distance from the center to the chunk's box, less the rounding
+    # margin, exceeds the chunk's largest D^2. Then every computed distance is
+    # >= the row's D^2, min(D^2, distance) is D^2 bit for bit, and the chunk adds
+    # exactly its cached potential (docs/design.md, "Exact pruning in the seeding").
+    cdef const double* box = c.box + ch * c.d * 2
+    cdef double t, lo, hi, v, s = 0.0
+    cdef Py_ssize_t f
+    if c.box == NULL:
+        return False
+    for f in range(c.d):
+        v = <double>center[f]
+        lo = box[2 * f]
+        hi = box[2 * f + 1]
+        t = lo - v if lo > v else (v - hi if v > hi else 0.0)
+        s += t * t
+    return s * (1.0 - c.margin) > c.chunk_max[ch]
+
+
 cdef void _candidates_block(
-    const floating* X, const floating* sw, const double* closest,
-    Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
+    const floating* X, const DirectCtx* c, Py_ssize_t b,
     const floating* candidates, Py_ssize_t m,
-    double* pot,          # OUT (m,) this block's potential for each candidate (stride n_blocks)
+    double* pot,          # OUT (m,) this block's potential for each candidate (stride)
     Py_ssize_t stride,
-    const floating* xt_all, floating* xt, floating* acc,
+    floating* xt, floating* acc,   # scratch
 ) noexcept nogil:
-    cdef Py_ssize_t c0, rows, t
+    cdef Py_ssize_t start = b * c.rows_per_block, end = min(c.n, start + c.rows_per_block)
+    cdef Py_ssize_t c0, rows, t, ch, d = c.d
+    cdef const floating* sw = <const floating*>c.sw
     cdef floating* tile
     for t in range(m):
         pot[t * stride] = 0.0
     c0 = start
     while c0 < end:
         rows = min(<Py_ssize_t>CHUNK, end - c0)
-        tile = _chunk_t(X, xt_all, c0, rows, d, xt)
+        ch = c0 // CHUNK
+        tile = NULL
         for t in range(m):
+            if _out_of_reach(c, ch, candidates + t * d):
+                pot[t * stride] += c.chunk_pot[ch]
+                continue
+            if tile == NULL:
+                tile = _chunk_t(X, <const floating*>c.xt_all, c0, rows, d, xt)
             pot[t * stride] += _potential_dispatch(tile, rows, d, candidates + t * d,
-                                                   closest + c0, sw + c0, acc)
+                                                   c.closest + c0, sw + c0, acc)
         c0 += rows
+
+
+cdef class ChunkBounds:
+    """Per-chunk state that lets the few-feature seeding skip the chunks a center
+    cannot reach: each chunk's bounding box, and its current potential and
+    largest D^2 (kept up to date by ``update_closest``). Made by
+    ``chunk_bounds`` for X in tile layout; worth it when rows are in spatial
+    order (then chunks span small boxes)."""
+
+    cdef double[:, :, ::1] box    # (n_chunks, d, 2)
+    cdef double[::1] pot          # (n_chunks,)
+    cdef double[::1] dmax         # (n_chunks,)
+    cdef double margin
+
+    @property
+    def n_chunks(self):
+        return self.pot.shape[0]
+
+    def out_of_reach(self, center):
+        """How many chunks ``center`` (float64, n_features) cannot bring nearer:
+        the chunks a step with it skips."""
+        cdef double[::1] c = np.ascontiguousarray(center, dtype=np.float64)
+        cdef DirectCtx ctx
+        cdef Py_ssize_t ch, count = 0
+        ctx.d = self.box.shape[1]
+        ctx.box = &self.box[0, 0, 0]
+        ctx.chunk_max = &self.dmax[0]
+        ctx.margin = self.margin
+        for ch in range(self.pot.shape[0]):
+            count += _out_of_reach(&ctx, ch, &c[0])
+        return count
+
+
+cdef void _direct_ctx(DirectCtx* c, const void* X, const void* sw, double* closest,
+                      Py_ssize_t n, Py_ssize_t d, Py_ssize_t rows_per_block,
+                      const void* xt_all, ChunkBounds bounds):
+    c.X = X
+    c.sw = sw
+    c.closest = closest
+    c.n = n
+    c.d = d
+    c.rows_per_block = rows_per_block
+    c.xt_all = xt_all
+    c.box = NULL
+    c.chunk_pot = NULL
+    c.chunk_max = NULL
+    c.margin = 0.0
+    if bounds is not None:
+        c.box = &bounds.box[0, 0, 0]
+        c.chunk_pot = &bounds.pot[0]
+        c.chunk_max = &bounds.dmax[0]
+        c.margin = bounds.margin
+
+
+def chunk_bounds(
+    const floating[:, :, ::1] xt_all,      # IN  (n_chunks, d, CHUNK) X in tile layout
+    Py_ssize_t n_samples,
+):
+    """A ``ChunkBounds`` for X in tile layout (``layout.transpose_chunks``)."""
+    cdef Py_ssize_t n_chunks = xt_all.shape[0], d = xt_all.shape[1], ch, f, i, rows
+    cdef ChunkBounds cb = ChunkBounds()
+    cdef double lo, hi, v
+    cb.box = np.empty((n_chunks, d, 2))
+    cb.pot = np.zeros(n_chunks)
+    cb.dmax = np.full(n_chunks, np.inf)
+    cb.margin = 2.0 * rounding_bound(d, floating is float)
+    with nogil:
+        for ch in range(n_chunks):
+            rows = min(<Py_ssize_t>CHUNK, n_samples - ch * CHUNK)
+            for f in range(d):
+                lo = xt_all[ch, f, 0]
+                hi = lo
+                for i in range(1, rows):
+                    v = xt_all[ch, f, i]
+                    lo = v if v < lo else lo
+                    hi = v if v > hi else hi
+                cb.box[ch, f, 0] = lo
+                cb.box[ch, f, 1] = hi
+    return cb
 
 
 def candidate_potentials(
     const floating[:, ::1] X,              # IN  (n_samples, n_features)
     const floating[::1] sample_weight,     # IN  (n_samples,)
-    const double[::1] closest,             # IN  (n_samples,) current D^2
+    double[::1] closest,                   # IN  (n_samples,) current D^2
     const floating[:, ::1] candidates,     # IN  (n_candidates, n_features)
     double[:, ::1] block_pot,              # OUT (n_candidates, n_blocks)
     Py_ssize_t rows_per_block,
     Region region,                         # IN  thread count; OUT the threads' CPU time
     const floating[:, :, ::1] xt_all=None,  # IN  optional ``layout.transpose_chunks(X)``
+    ChunkBounds bounds=None,               # IN  optional ``chunk_bounds(xt_all)``
 ):
-    """Per-block potential sum_i w_i min(D_i^2, ||x_i - c_t||^2) for each candidate t."""
+    """Per-block potential sum_i w_i min(D_i^2, ||x_i - c_t||^2) for each candidate t.
+
+    With ``bounds`` (and ``xt_all``), a chunk that a candidate cannot reach adds
+    its cached potential instead of being computed: the same bits.
+    """
     cdef Py_ssize_t n = X.shape[0], d = X.shape[1], m = candidates.shape[0]
-    cdef Py_ssize_t n_blocks = block_pot.shape[1], b, start, end
+    cdef Py_ssize_t n_blocks = block_pot.shape[1], b
     cdef floating* xt
     cdef floating* acc
-    cdef const floating* pre = NULL
+    cdef DirectCtx c
     cdef RegionClock* rc = &region.clock
     cdef double t0
-    if xt_all is not None:
-        pre = &xt_all[0, 0, 0]
+    _direct_ctx(&c, &X[0, 0], &sample_weight[0], &closest[0], n, d, rows_per_block,
+                NULL if xt_all is None else &xt_all[0, 0, 0], bounds)
     with nogil, parallel(num_threads=rc.n_threads):
         t0 = region_enter(rc)
         xt = <floating*> malloc(CHUNK * d * sizeof(floating))
         acc = <floating*> malloc(CHUNK * sizeof(floating))
         for b in prange(n_blocks, schedule="dynamic"):
-            start = b * rows_per_block
-            end = min(n, start + rows_per_block)
-            _candidates_block(&X[0, 0], &sample_weight[0], &closest[0], start, end, d,
-                              &candidates[0, 0], m, &block_pot[0, b], n_blocks, pre, xt, acc)
+            _candidates_block(&X[0, 0], &c, b, &candidates[0, 0], m, &block_pot[0, b],
+                              n_blocks, xt, acc)
         free(xt)
         free(acc)
         region_leave(rc, t0)
@@ -187,30 +314,45 @@ cdef inline void _lower_fused(
 
 
 cdef double _update_block(
-    const floating* X, const floating* sw, double* closest,
-    Py_ssize_t start, Py_ssize_t end, Py_ssize_t d,
-    const floating* center, const floating* xt_all, floating* xt, floating* acc,
+    const floating* X, const DirectCtx* c, Py_ssize_t b, const floating* center,
+    floating* xt, floating* acc,   # scratch
 ) noexcept nogil:
-    cdef Py_ssize_t c0, rows
-    cdef double s = 0.0
+    cdef Py_ssize_t start = b * c.rows_per_block, end = min(c.n, start + c.rows_per_block)
+    cdef Py_ssize_t c0, rows, ch, i, d = c.d
+    cdef const floating* sw = <const floating*>c.sw
+    cdef double s = 0.0, v, mx
+    cdef double* closest
     cdef floating* tile
     c0 = start
     while c0 < end:
         rows = min(<Py_ssize_t>CHUNK, end - c0)
-        tile = _chunk_t(X, xt_all, c0, rows, d, xt)
+        ch = c0 // CHUNK
+        closest = c.closest + c0
+        if _out_of_reach(c, ch, center):
+            s += c.chunk_pot[ch]   # no D^2 changes: what the full pass would add
+            c0 += rows
+            continue
+        tile = _chunk_t(X, <const floating*>c.xt_all, c0, rows, d, xt)
         # the same lane-ordered sum as the candidates' potentials, so that the
         # chosen candidate's potential and the new total agree bit for bit
-        s += _potential_dispatch(tile, rows, d, center, closest + c0, sw + c0, acc)
+        v = _potential_dispatch(tile, rows, d, center, closest, sw + c0, acc)
+        s += v
         if d == 1:
-            _lower_fused(tile, rows, 1, center, closest + c0)
+            _lower_fused(tile, rows, 1, center, closest)
         elif d == 2:
-            _lower_fused(tile, rows, 2, center, closest + c0)
+            _lower_fused(tile, rows, 2, center, closest)
         elif d == 3:
-            _lower_fused(tile, rows, 3, center, closest + c0)
+            _lower_fused(tile, rows, 3, center, closest)
         elif d == 4:
-            _lower_fused(tile, rows, 4, center, closest + c0)
+            _lower_fused(tile, rows, 4, center, closest)
         else:
-            _lower_fused(tile, rows, d, center, closest + c0)
+            _lower_fused(tile, rows, d, center, closest)
+        if c.box != NULL:
+            c.chunk_pot[ch] = v
+            mx = closest[0]
+            for i in range(1, rows):
+                mx = closest[i] if closest[i] > mx else mx
+            c.chunk_max[ch] = mx
         c0 += rows
     return s
 
@@ -224,27 +366,29 @@ def update_closest(
     Py_ssize_t rows_per_block,
     Region region,                         # IN  thread count; OUT the threads' CPU time
     const floating[:, :, ::1] xt_all=None,  # IN  optional ``layout.transpose_chunks(X)``
+    ChunkBounds bounds=None,               # IN/OUT optional ``chunk_bounds(xt_all)``
 ):
-    """Lower D^2 to the new center; return the total potential (block-ordered sum)."""
-    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_blocks = block_pot.shape[0]
-    cdef Py_ssize_t b, start, end
+    """Lower D^2 to the new center; return the total potential (block-ordered sum).
+
+    With ``bounds`` (and ``xt_all``), chunks the center cannot reach are skipped
+    (their D^2 and potential stay as they are: the same bits as a full pass), and
+    the others' potentials and largest D^2 are recorded for the next step.
+    """
+    cdef Py_ssize_t n = X.shape[0], d = X.shape[1], n_blocks = block_pot.shape[0], b
     cdef floating* xt
     cdef floating* acc
     cdef double total = 0.0
-    cdef const floating* pre = NULL
+    cdef DirectCtx c
     cdef RegionClock* rc = &region.clock
     cdef double t0
-    if xt_all is not None:
-        pre = &xt_all[0, 0, 0]
+    _direct_ctx(&c, &X[0, 0], &sample_weight[0], &closest[0], n, d, rows_per_block,
+                NULL if xt_all is None else &xt_all[0, 0, 0], bounds)
     with nogil, parallel(num_threads=rc.n_threads):
         t0 = region_enter(rc)
         xt = <floating*> malloc(CHUNK * d * sizeof(floating))
         acc = <floating*> malloc(CHUNK * sizeof(floating))
         for b in prange(n_blocks, schedule="dynamic"):
-            start = b * rows_per_block
-            end = min(n, start + rows_per_block)
-            block_pot[b] = _update_block(&X[0, 0], &sample_weight[0], &closest[0],
-                                         start, end, d, &center[0], pre, xt, acc)
+            block_pot[b] = _update_block(&X[0, 0], &c, b, &center[0], xt, acc)
         free(xt)
         free(acc)
         region_leave(rc, t0)

@@ -13,7 +13,7 @@ How it works:
    which is exactly k-means on all the pixels. It is seeded cheaply: k-means++
    on the weighted means of coarse color bins (5 bits per channel), Lloyd on
    finer bins (6 bits), then up to 20 Lloyd iterations on the exact histogram
-   (the default preset). ``preset='best'`` runs k-means++ and Lloyd to
+   (the default preset). ``preset='converged'`` runs k-means++ and Lloyd to
    convergence on the histogram itself (what scikit-learn computes on all the
    pixels); ``preset='fast'`` stops after the coarse bins.
 3. Palette: the centers rounded to 8 bits (converted back from OKLab or CIELab

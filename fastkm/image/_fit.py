@@ -10,7 +10,7 @@ from fastkm.image import _color
 from fastkm.image._histogram import _BinPyramid, _histogram_of
 from fastkm.image._io import _add_alpha
 from fastkm.image._palette import Palette, _sorted_by, _with_transparency
-from fastkm.image._params import PRESETS, _check_choice, _check_n_colors
+from fastkm.image._params import _check_choice, _check_n_colors, _check_preset
 from fastkm.image._remap import _nearest_colors, _remap_pixels
 
 # preset -> (coarse levels as (bits per channel, most Lloyd iterations): k-means++ at
@@ -20,7 +20,7 @@ from fastkm.image._remap import _nearest_colors, _remap_pixels
 _PRESET_PARAMS = {
     "fast": (((4, 300), (5, 300)), 0),
     "default": (((5, 300), (6, 30)), 20),
-    "best": ((), 300),
+    "converged": ((), 300),
 }
 _TOL = 1e-4                        # KMeans' relative tolerance at every level
 _REFINE_WORK = 1 << 31             # cap on point-center distances of the refinement on huge
@@ -90,7 +90,7 @@ def _fit_pixels(pixels, n_colors, color_space, preset, random_state, n_threads):
     """Fit on (H, W, C) arrays (alpha already dropped where opaque): a _FitResult."""
     n_colors = _check_n_colors(n_colors)
     space = _check_choice(color_space, "color_space", _color.COLOR_SPACES)
-    preset = _check_choice(preset, "preset", PRESETS)
+    preset = _check_preset(preset)
     random_state = check_random_state(random_state)
     n_threads = effective_n_threads(n_threads)
     if len({a.shape[2] for a in pixels}) > 1:  # some with alpha: give all an alpha

@@ -42,14 +42,29 @@ def open_image(path):
     """Read an image file into (H, W, 3 or 4) uint8 pixels.
 
     Raises the errors of ``PIL.Image.open`` (``FileNotFoundError``,
-    ``PIL.UnidentifiedImageError``, ...), ``OSError`` for a truncated file and
-    ``ValueError`` for an unsupported mode.
+    ``PIL.UnidentifiedImageError``, ...), ``OSError`` for a truncated file, and
+    ``ValueError`` for an unsupported mode or an image Pillow refuses as a
+    possible decompression bomb (the message says how to allow it).
     """
     from PIL import Image
 
-    with Image.open(path) as im:
-        im.load()
-        return _pil_to_array(im)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return _pil_to_array(im)
+    except Image.DecompressionBombError as e:
+        raise ValueError(_bomb_message(path, e, Image.MAX_IMAGE_PIXELS)) from None
+
+
+def _bomb_message(path, error, limit):
+    """Why Pillow refused an image it takes for a decompression bomb, and the fix."""
+    import re
+
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    size = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    return (f"{os.fspath(path)}: the image has {size}, more than twice Pillow's safety limit "
+            f"of {limit:,} (PIL.Image.MAX_IMAGE_PIXELS); if you trust the file, raise that "
+            "limit before opening it")
 
 
 def _as_pixels(image):
@@ -93,7 +108,8 @@ def _array_pixels(a):
                                                         a[:, :, 1:]], axis=2))
         return np.ascontiguousarray(a)
     raise ValueError(
-        f"image arrays must have shape (H, W), (H, W, 3) or (H, W, 4); got {a.shape}"
+        "image arrays must have shape (H, W) or (H, W, C) with C = 1 (gray), 2 (gray + alpha), "
+        f"3 (RGB) or 4 (RGBA); got {a.shape}"
     )
 
 

@@ -29,12 +29,38 @@ class Palette:
     Attributes
     ----------
     colors : ndarray of shape (n, 3) or (n, 4), uint8 (read-only)
+        The entries.
     counts : ndarray of shape (n,) or None
         Pixels of the fitted images nearest to each entry (None when the palette
         was given). Fitted palettes are sorted by decreasing count.
     transparent_index : int or None
         The entry of fully transparent pixels.
     color_space : str
+        Where "nearest" is measured.
+
+    Notes
+    -----
+    The nearest entry of a color does not depend on the order of the entries:
+    ties go to the smallest color.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastkm import Palette
+    >>> bw = Palette([[0, 0, 0], [255, 255, 255]])
+    >>> bw
+    Palette(2 RGB colors, color_space='rgb')
+    >>> bw.quantize(np.array([[10, 240], [128, 127]], np.uint8)).indices
+    array([[0, 1],
+           [1, 0]], dtype=uint8)
+    >>> frames = [np.full((4, 4, 3), (200, 10, 10), np.uint8),
+    ...           np.full((4, 4, 3), (10, 10, 200), np.uint8)]
+    >>> shared = Palette.fit(frames, 2)
+    >>> shared.colors
+    array([[ 10,  10, 200],
+           [200,  10,  10]], dtype=uint8)
+    >>> [int(shared.quantize(f).indices[0, 0]) for f in frames]
+    [1, 0]
     """
 
     def __init__(self, colors, *, color_space="rgb"):
@@ -71,18 +97,25 @@ class Palette:
         Parameters
         ----------
         images : image or sequence of images
-            PIL images, uint8 arrays or paths (see :func:`quantize`).
+            PIL images, uint8 arrays or paths (see :func:`fastkm.quantize`); the
+            frames of an animation, a sprite sheet, a batch.
         n_colors : int, default=64
             Largest palette size (1..65536); fewer when the images have fewer
             distinct colors (the palette is then exact).
         color_space : {'rgb', 'oklab', 'lab'}, default='rgb'
-        preset : {'default', 'fast', 'best'}, default='default'
+            Space of the clustering and of later remapping.
+        preset : {'default', 'fast', 'converged'}, default='default'
+            As in :func:`fastkm.quantize`.
         random_state : int, RandomState instance or None, default=0
+            Seed of k-means++.
         n_threads : int, default=None
+            Threads of the compiled passes.
 
         Returns
         -------
         Palette
+            Entries sorted by how many pixels of all the images they got;
+            ``counts`` holds those numbers.
         """
         # _fit builds palettes, so it imports this module: imported here, when needed
         from fastkm.image._fit import _fit_palette
@@ -96,6 +129,7 @@ class Palette:
 
     # ---- properties
     def __len__(self):
+        """Number of entries."""
         return self.colors.shape[0]
 
     def __repr__(self):
@@ -104,6 +138,7 @@ class Palette:
 
     @property
     def n_channels(self):
+        """3 (RGB entries) or 4 (RGBA)."""
         return self.colors.shape[1]
 
     # The kernels search the entries in "canonical" order, sorted by color (stable):
@@ -172,12 +207,16 @@ class Palette:
         Parameters
         ----------
         image : PIL.Image, uint8 array or path
+            As in :func:`fastkm.quantize`.
         dither : bool or 'floyd-steinberg', default=False
+            Serpentine Floyd-Steinberg error diffusion.
         n_threads : int, default=None
+            Threads of the compiled passes.
 
         Returns
         -------
         QuantizedImage
+            Its ``palette`` is this palette's colors, in this order.
         """
         arr = _as_pixels(image)
         dither = _check_dither(dither)

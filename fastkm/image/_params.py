@@ -4,7 +4,8 @@ import numbers
 import numpy as np
 
 MAX_COLORS = 65536
-PRESETS = ("default", "fast", "best")
+PRESETS = ("default", "fast", "converged")
+_RENAMED_PRESETS = {"best": "converged"}
 
 
 def _check_n_colors(n_colors):
@@ -19,6 +20,19 @@ def _check_choice(value, name, choices):
     if not isinstance(value, str) or value.lower() not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value.lower()
+
+
+def _check_preset(preset):
+    """A preset name; 'best', its old name, still works with a DeprecationWarning."""
+    import warnings
+
+    if isinstance(preset, str) and preset.lower() in _RENAMED_PRESETS:
+        new = _RENAMED_PRESETS[preset.lower()]
+        warnings.warn(f"preset={preset!r} is now called {new!r}: it runs Lloyd to convergence "
+                      "on the exact histogram, which measures no better than 'default'; "
+                      f"pass preset={new!r}", DeprecationWarning, stacklevel=4)
+        return new
+    return _check_choice(preset, "preset", PRESETS)
 
 
 def _check_dither(dither):

@@ -11,13 +11,18 @@ from fastkm.image._remap import _nearest_colors
 _METRIC_CHUNK = 1 << 20            # pixels per chunk when metrics are computed per pixel
 
 
+# Formats Pillow writes from a palette ('P') image, keeping the indices
+_INDEXED_FORMATS = ("PNG", "GIF", "BMP", "TIFF", "PCX", "TGA", "IM")
+
+
 class QuantizedImage:
-    """The result of :func:`quantize` or :meth:`Palette.quantize`.
+    """The result of :func:`fastkm.quantize` or :meth:`Palette.quantize` (not
+    constructed directly).
 
     Attributes
     ----------
     palette : ndarray of shape (n, 3) or (n, 4), uint8
-        The entries, most used first (for :func:`quantize`).
+        The entries, most used first (for :func:`fastkm.quantize`).
     indices : ndarray of shape (H, W), uint8 (n <= 256) or uint16
         Palette index of every pixel.
     counts : ndarray of shape (n,), int64
@@ -25,7 +30,22 @@ class QuantizedImage:
     transparent_index : int or None
         The entry of fully transparent pixels, if any.
     color_space : str
+        The palette's color space.
     dither : str or None
+        'floyd-steinberg' or None.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastkm
+    >>> img = np.zeros((2, 3, 3), np.uint8); img[:, 1:] = (0, 128, 255)
+    >>> q = fastkm.quantize(img, 4)
+    >>> q.n_colors, q.shape, q.mse
+    (2, (2, 3, 3), 0.0)
+    >>> q.to_array()[0, 1]
+    array([  0, 128, 255], dtype=uint8)
+    >>> q.image.mode
+    'P'
     """
 
     def __init__(self, palette, indices, counts, source, dither, distinct=None, n_threads=1):
@@ -54,10 +74,17 @@ class QuantizedImage:
 
     @property
     def shape(self):
+        """(H, W, channels) of the quantized image."""
         return self.indices.shape + (self.palette.shape[1],)
 
     def to_array(self):
-        """The quantized pixels: ndarray (H, W, 3 or 4), uint8."""
+        """The quantized pixels.
+
+        Returns
+        -------
+        pixels : ndarray of shape (H, W, 3) or (H, W, 4), uint8
+            Every pixel replaced by its palette entry.
+        """
         return np.take(self.palette, self.indices, axis=0)
 
     @property
@@ -84,13 +111,25 @@ class QuantizedImage:
         return im
 
     def save(self, path, format=None, **params):
-        """Write the indexed image (PNG, GIF, or any format Pillow writes from
-        mode 'P'), atomically: a temporary file in the same directory is renamed
-        into place, so a failure never leaves a partial file.
+        """Write the indexed image, atomically: a temporary file in the same
+        directory is renamed into place, so a failure never leaves a partial file.
 
-        GIF keeps the fully transparent entry as its transparent color; GIF has no
-        partial alpha, so other entries are written opaque. Extra keyword
-        arguments go to ``PIL.Image.save`` (e.g. ``optimize=True``).
+        Parameters
+        ----------
+        path : str or path-like
+            Where to write; the extension picks the format unless ``format`` does.
+        format : str, default=None
+            A format Pillow writes from palette images: 'PNG', 'GIF', 'BMP',
+            'TIFF', 'PCX', 'TGA' or 'IM'. JPEG and WebP have no palette images
+            (a ValueError): save ``to_array()`` with Pillow for those.
+        **params
+            Passed to ``PIL.Image.save`` (e.g. ``optimize=True``).
+
+        Notes
+        -----
+        GIF keeps the fully transparent entry as its transparent color; GIF has
+        no partial alpha, so other entries are written opaque. PNG keeps the
+        RGBA palette (PLTE + tRNS).
         """
         from PIL import Image
 
@@ -102,6 +141,10 @@ class QuantizedImage:
                 raise ValueError(f"cannot tell the image format from the file name {path!r}; "
                                  "pass format='PNG' or 'GIF'")
         fmt = format.upper()
+        if fmt not in _INDEXED_FORMATS:
+            raise ValueError(
+                f"cannot save {path!r} as {fmt}: that format has no palette (indexed) images; "
+                "use .png or .gif, or save result.to_array() (the quantized pixels) with Pillow")
         if fmt == "GIF":
             im = self._pil_image(rgba_palette=False)
             if self.transparent_index is not None:

@@ -86,6 +86,8 @@ class _DirectSeeding:
         self.closest = np.full(n, np.inf)
         self.block_pot = np.empty(self.n_blocks)
         self.cand_pot = np.empty((n_trials, self.n_blocks))
+        # rows in spatial order: a step skips the chunks a center cannot reach
+        self.bounds = seeding.chunk_bounds(self.tiles, n) if data.sorted_rows else None
 
     def first(self, center):
         return self._lower(center)
@@ -94,7 +96,7 @@ class _DirectSeeding:
         r = _threads.region("seed-score", self.units * candidates.shape[0], self.n_blocks,
                             self.n_threads)
         seeding.candidate_potentials(self.X, self.w, self.closest, candidates, self.cand_pot,
-                                     self.rows_per_block, r, self.tiles)
+                                     self.rows_per_block, r, self.tiles, self.bounds)
         _threads.record(r)
         return self.cand_pot
 
@@ -104,7 +106,7 @@ class _DirectSeeding:
     def _lower(self, center):
         r = _threads.region("seed-lower", self.units, self.n_blocks, self.n_threads)
         pot = seeding.update_closest(self.X, self.w, self.closest, center, self.block_pot,
-                                     self.rows_per_block, r, self.tiles)
+                                     self.rows_per_block, r, self.tiles, self.bounds)
         _threads.record(r)
         return pot
 

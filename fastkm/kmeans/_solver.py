@@ -179,10 +179,14 @@ def inertia(X, sample_weight, centers, labels, n_threads, blocks=None):
 
 def relocate_empty_clusters(X, sample_weight, centers, labels, sums, empty, n_threads):
     """Give each empty cluster the sample farthest from its center (as scikit-learn),
-    moving that sample's weight between the float64 sums."""
+    moving that sample's weight between the float64 sums. When every sample sits
+    on its center (more clusters than distinct samples) there is nothing to gain
+    and nothing moves."""
     dist = np.empty(X.shape[0])
     stats.distances_to_assigned(X, centers, labels, dist,
                                 _threads.threads_for("relocate", X.size, n_threads))
+    if not dist.max() > 0:
+        return
     # farthest first; ties go to the lower index: deterministic. Only the rows at
     # or beyond the m-th largest distance are sorted (O(n), not O(n log n)).
     m = min(empty.size, dist.size)
@@ -197,6 +201,17 @@ def relocate_empty_clusters(X, sample_weight, centers, labels, sums, empty, n_th
         sums.weights[old_id] -= w
         sums.sums[new_id] = w * x
         sums.weights[new_id] = w
+
+
+def _new_centers(centers, sums):
+    """sums / weights; a cluster still empty goes where the heaviest cluster is
+    (as scikit-learn: not left behind, not at the origin)."""
+    filled = sums.weights > 0
+    new_centers = centers.copy()
+    new_centers[filled] = sums.sums[filled] / sums.weights[filled, None]
+    if not filled.all():
+        new_centers[~filled] = new_centers[int(np.argmax(sums.weights))]
+    return new_centers
 
 
 def run(data, centers_init, algorithm, max_iter, tol, verbose, n_threads):
@@ -214,9 +229,7 @@ def run(data, centers_init, algorithm, max_iter, tol, verbose, n_threads):
         empty = np.flatnonzero(sums.weights <= 0)
         if empty.size:
             relocate_empty_clusters(X, w, centers, labels, sums, empty, n_threads)
-        filled = sums.weights > 0
-        new_centers = centers.copy()
-        new_centers[filled] = sums.sums[filled] / sums.weights[filled, None]
+        new_centers = _new_centers(centers, sums)
         shift = float(np.sum((new_centers.astype(np.float64) - centers) ** 2))
         if verbose:
             print(f"Iteration {it}, inertia {inertia(X, w, centers, labels, n_threads, blocks)}.")

@@ -10,6 +10,7 @@
 #define FASTKM_OPENMP_ENABLED 0
 static inline int omp_get_max_threads(void) { return 1; }
 static inline int omp_get_thread_num(void) { return 0; }
+static inline int omp_get_num_threads(void) { return 1; }
 #endif
 
 /* Let the calling thread's idle OpenMP workers go (OpenMP 5.0 "pause"): they
