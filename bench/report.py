@@ -190,6 +190,13 @@ def _notes(peer, fast):
     if "n_iter" in pe or "n_iter" in fe:
         notes.append(f"n_iter {fmt_int_or_float(pe.get('n_iter'))} / "
                      f"{fmt_int_or_float(fe.get('n_iter'))}")
+    if "n_steps" in pe or "n_steps" in fe:
+        notes.append(f"steps {fmt_int_or_float(pe.get('n_steps'))} / "
+                     f"{fmt_int_or_float(fe.get('n_steps'))}")
+    if "batches_per_s" in pe or "batches_per_s" in fe:
+        notes.append("batches/s " + " / ".join(
+            "—" if e.get("batches_per_s") is None else f"{e['batches_per_s']:.0f}"
+            for e in (pe, fe)))
     if "ms_per_iteration" in pe or "ms_per_iteration" in fe:
         p, f = pe.get("ms_per_iteration"), fe.get("ms_per_iteration")
         notes.append("ms/iter " + " / ".join("—" if v is None else f"{v:.1f}" for v in (p, f)))

@@ -7,7 +7,7 @@
 array([[10.,  3.],
        [ 1.,  3.]])
 
-``KMeans`` and ``k_means`` are loaded on first use (they subclass
+``KMeans``, ``k_means`` and ``MiniBatchKMeans`` are loaded on first use (they subclass
 scikit-learn's ``BaseEstimator`` when it is installed, which is slow to
 import); ``import fastkm``, ``quantize`` and the command line never import
 scikit-learn.
@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KMeans",
+    "MiniBatchKMeans",
     "Palette",
     "QuantizedImage",
     "__version__",
@@ -35,8 +36,12 @@ def __getattr__(name):
         from fastkm.kmeans import _estimator
 
         return getattr(_estimator, name)
+    if name == "MiniBatchKMeans":
+        from fastkm.kmeans import _minibatch
+
+        return _minibatch.MiniBatchKMeans
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | {"KMeans", "k_means"})
+    return sorted(set(globals()) | {"KMeans", "k_means", "MiniBatchKMeans"})

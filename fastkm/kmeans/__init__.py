@@ -6,14 +6,16 @@
 - ``_seeding``    k-means++ and the other initialisations
 - ``_solver``     the iteration loop and one step class per exact algorithm
 - ``_policy``     which algorithm and preparation a fit uses; every threshold
+- ``_minibatch``  ``MiniBatchKMeans``: parameters, checks, learned attributes
+- ``_minibatch_core``  the mini-batch loop: sampling, steps, reassignment, early stopping
 
-``KMeans`` and ``k_means`` are loaded on first use: they subclass
+``KMeans``, ``k_means`` and ``MiniBatchKMeans`` are loaded on first use: they subclass
 scikit-learn's ``BaseEstimator`` when scikit-learn is installed, and
 importing it is slow.
 """
 from fastkm.kmeans._seeding import kmeans_plusplus
 
-__all__ = ["KMeans", "k_means", "kmeans_plusplus"]
+__all__ = ["KMeans", "MiniBatchKMeans", "k_means", "kmeans_plusplus"]
 
 
 def __getattr__(name):
@@ -21,4 +23,8 @@ def __getattr__(name):
         from fastkm.kmeans import _estimator
 
         return getattr(_estimator, name)
+    if name == "MiniBatchKMeans":
+        from fastkm.kmeans import _minibatch
+
+        return _minibatch.MiniBatchKMeans
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
