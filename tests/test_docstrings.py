@@ -9,6 +9,7 @@ import pytest
 import fastkm
 
 MODULES = ["fastkm", "fastkm._config", "fastkm.kmeans._estimator", "fastkm.kmeans._seeding",
+           "fastkm.kmeans._minibatch",
            "fastkm.image._quantize_fn", "fastkm.image._palette", "fastkm.image._result"]
 
 
