@@ -71,3 +71,24 @@ def choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize=8, s
         )
         return "hamerly"
     return algorithm
+
+
+# ---------------------------------------------------------------------------- sparse input
+
+# The bounded algorithms' center-center distances on sparse input (a k x k x d
+# Gram matrix) are computed again only once some center has moved more than
+# this fraction of the median center distance since the last time.
+SPARSE_STALE_DISTANCES = 0.05
+
+def choose_sparse_algorithm(algorithm, n_samples, n_features, n_clusters, nnz, itemsize=8):
+    """Resolve 'auto' for sparse (CSR) input, and keep 'elkan' within memory.
+
+    'auto': Lloyd (placeholder until bench/sparse_algorithms.py is measured).
+    'elkan' needs n x k lower bounds: above ``ELKAN_MAX_BYTES`` Hamerly runs
+    instead, with a warning, as for dense input.
+    """
+    if algorithm == "auto":
+        return "lloyd"
+    if algorithm == "elkan" and n_samples * n_clusters * itemsize > ELKAN_MAX_BYTES:
+        return choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize)
+    return algorithm
