@@ -406,3 +406,16 @@ def test_hot_modules_match_dispatch():
                if isinstance(node, ast.Assign)
                and any(getattr(t, "id", None) == "HOT_MODULES" for t in node.targets))
     assert tuple(hot) == _dispatch.HOT
+
+
+def test_auto_rule():
+    from fastkm.kmeans import _policy
+
+    choose = _policy.choose_sparse_algorithm
+    assert choose("auto", 20_000, 100_000, 1, 4_000_000) == "lloyd"
+    assert choose("auto", 5_000, 20_000, 5, 1_000_000) == "lloyd"   # little work per iteration
+    assert choose("auto", 20_000, 100_000, 100, 4_000_000) == "elkan"
+    assert choose("auto", 10**7, 10**5, 100, 10**9) == "hamerly"   # n x k bounds past the cap
+    assert choose("hamerly", 20_000, 100_000, 100, 4_000_000) == "hamerly"
+    X = tfidf_like(n=3000, d=2000, seed=8)
+    assert KMeans(30, random_state=0).fit(X).algorithm_ == choose("auto", 3000, 2000, 30, X.nnz)

@@ -3,6 +3,7 @@
 # comparison value, the scan of a list of rows over every tile, the one-lane
 # gather, and the rounding bounds that make the sparse bounds exact.
 from libc.math cimport INFINITY, sqrt
+from libc.stdint cimport uint64_t
 
 from cython cimport floating
 
@@ -40,15 +41,9 @@ cdef extern from "sparse_tile.h":
     double fastkm_dot_lane_f(const float* x, const int* ind, Py_ssize_t m,
                              const float* ct_lane) noexcept nogil
     void fastkm_seed_dots_d(const double* x, const int* ind, Py_ssize_t m, const double* tile,
-                            double* out) noexcept nogil
+                            const uint64_t* bits, double* out) noexcept nogil
     void fastkm_seed_dots_f(const float* x, const int* ind, Py_ssize_t m, const double* tile,
-                            double* out) noexcept nogil
-    void fastkm_seed_dots2_d(const double* x0, const int* i0, Py_ssize_t m0, const double* x1,
-                             const int* i1, Py_ssize_t m1, const double* tile, double* out0,
-                             double* out1) noexcept nogil
-    void fastkm_seed_dots2_f(const float* x0, const int* i0, Py_ssize_t m0, const float* x1,
-                             const int* i1, Py_ssize_t m1, const double* tile, double* out0,
-                             double* out1) noexcept nogil
+                            const uint64_t* bits, double* out) noexcept nogil
     void fastkm_gram_4x8(const double* c, Py_ssize_t rows, Py_ssize_t kp, Py_ssize_t a0,
                          Py_ssize_t b0, double* g, Py_ssize_t ldg) noexcept nogil
 

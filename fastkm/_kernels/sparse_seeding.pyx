@@ -1,21 +1,24 @@
 """k-means++ on CSR rows without densifying them: the potential each candidate
 center would give, and the squared distances lowered to the chosen one.
 
-Candidates are dense rows, kept transposed as float64 lanes (d, LANES): a
-row's nonzero in column f reads LANES contiguous values. Squared distances are
+Candidates are dense rows, kept transposed as float64 lanes (d, LANES) with a
+bitmap of their columns (``fill_lanes``): a row's nonzero in a marked column
+reads LANES contiguous values, the others are skipped (they add exactly
+nothing, see ``src/sparse_tile.h``). Squared distances are
 ||x||^2 + ||c||^2 - 2 x.c in float64, clipped at 0; potentials are summed per
 fixed row block in 8 lane sums (row i in lane (i - block start) % 8) added in
-a fixed order. The chosen candidate's pass repeats its lane's operations, so
-its potential and the new total agree bit for bit, and every result is the
-same for any thread count. The D^2 draws themselves are ``seeding.sample_d2``.
+a fixed order. Lowering D^2 to the chosen candidate repeats its lane's
+operations (or takes its stored D^2), so its potential and the new total
+agree bit for bit, and every result is the same for any thread count. The
+D^2 draws themselves are ``seeding.sample_d2``.
 """
 from cython cimport floating
 from cython.parallel cimport parallel, prange
+from libc.stdint cimport uint64_t
 
 from fastkm._kernels.csr cimport CSR
 from fastkm._kernels.csr_tiles cimport (
-    FASTKM_SEED_LANES, fastkm_seed_dots2_d, fastkm_seed_dots2_f, fastkm_seed_dots_d,
-    fastkm_seed_dots_f,
+    FASTKM_SEED_LANES, fastkm_seed_dots_d, fastkm_seed_dots_f,
 )
 from fastkm._kernels.runtime cimport Region, RegionClock, region_enter, region_leave
 
@@ -31,51 +34,39 @@ cdef inline double _sq(double xx, double cc, double dot) noexcept nogil:
     return v if v > 0.0 else 0.0
 
 
-cdef inline void _dots(
-    CSR X, const floating* x, Py_ssize_t i, Py_ssize_t end, const double* tile,
-    double* d0, double* d1,       # OUT (LANES,) rows i and i + 1 (if i + 1 < end)
-) noexcept nogil:
-    # rows two at a time (independent chains); each lane's operations are the
-    # same either way
-    cdef Py_ssize_t p0 = X.indptr[i], p1 = X.indptr[i + 1]
-    if i + 1 < end:
-        if floating is float:
-            fastkm_seed_dots2_f(x + p0, X.indices + p0, p1 - p0, x + p1, X.indices + p1,
-                                X.indptr[i + 2] - p1, tile, d0, d1)
-        else:
-            fastkm_seed_dots2_d(x + p0, X.indices + p0, p1 - p0, x + p1, X.indices + p1,
-                                X.indptr[i + 2] - p1, tile, d0, d1)
-    elif floating is float:
-        fastkm_seed_dots_f(x + p0, X.indices + p0, p1 - p0, tile, d0)
+cdef inline void _dots(CSR X, const floating* x, Py_ssize_t i, const double* tile,
+                       const uint64_t* bits, double* out) noexcept nogil:
+    cdef Py_ssize_t p0 = X.indptr[i]
+    if floating is float:
+        fastkm_seed_dots_f(x + p0, X.indices + p0, X.indptr[i + 1] - p0, tile, bits, out)
     else:
-        fastkm_seed_dots_d(x + p0, X.indices + p0, p1 - p0, tile, d0)
+        fastkm_seed_dots_d(x + p0, X.indices + p0, X.indptr[i + 1] - p0, tile, bits, out)
 
 
 cdef void _candidates_block(
     CSR X, const floating* x, const floating* sw, const double* closest,
-    const double* tile, const double* cc, Py_ssize_t m,
+    const double* tile, const uint64_t* bits, const double* cc, Py_ssize_t m,
     Py_ssize_t start, Py_ssize_t end,
     double* pot, Py_ssize_t stride,      # OUT pot[t * stride]: candidate t's potential here
+    double* d2, Py_ssize_t n,            # OUT d2[t * n + i] (NULL: not kept)
 ) noexcept nogil:
     cdef double s[FASTKM_SEED_LANES][8]
-    cdef double dots[2][FASTKM_SEED_LANES]
-    cdef Py_ssize_t i, h, t, r, row
+    cdef double dots[FASTKM_SEED_LANES]
+    cdef Py_ssize_t i, t, r
     cdef double c_, v, w
     for t in range(FASTKM_SEED_LANES):
         for r in range(8):
             s[t][r] = 0.0
-    i = start
-    while i < end:
-        _dots(X, x, i, end, tile, dots[0], dots[1])
-        for h in range(min(<Py_ssize_t>2, end - i)):
-            row = i + h
-            r = (row - start) % 8
-            c_ = closest[row]
-            w = sw[row]
-            for t in range(m):
-                v = _sq(X.sq_norms[row], cc[t], dots[h][t])
-                s[t][r] += w * (v if v < c_ else c_)
-        i += 2
+    for i in range(start, end):
+        _dots(X, x, i, tile, bits, dots)
+        r = (i - start) % 8
+        c_ = closest[i]
+        w = sw[i]
+        for t in range(m):
+            v = _sq(X.sq_norms[i], cc[t], dots[t])
+            if d2 != NULL:
+                d2[t * n + i] = v
+            s[t][r] += w * (v if v < c_ else c_)
     for t in range(m):
         pot[t * stride] = _lane_total(s[t])
 
@@ -85,50 +76,56 @@ def candidate_potentials(
     const floating[::1] sample_weight,     # IN  (n,)
     const double[::1] closest,             # IN  (n,) current D^2
     const double[:, ::1] tile,             # IN  (d, LANES) candidates as lanes, zero elsewhere
+    const uint64_t[::1] bits,              # IN  (d / 64 rounded up,) the candidates' columns
     const double[::1] cc,                  # IN  (LANES,) the candidates' ||c||^2
     Py_ssize_t n_candidates,               # lanes in use (<= LANES)
     double[:, ::1] block_pot,              # OUT (n_candidates, n_blocks) per-block potentials
     Py_ssize_t rows_per_block,
     Region region,                         # IN  thread count; OUT the threads' CPU time
+    double[:, ::1] d2=None,                # OUT (n_candidates, n) each row's D^2 to each, if given
 ):
     """sum_i w_i min(D_i^2, ||x_i - c_t||^2) per fixed row block, for each candidate t."""
     cdef Py_ssize_t n = X.n_rows, n_blocks = block_pot.shape[1], b
     cdef const floating* x = <const floating*>X.data
+    cdef double* d2p = NULL
     cdef RegionClock* rc = &region.clock
     cdef double t0
     if X.single != (sizeof(floating) == 4) or tile.shape[0] != X.n_cols \
-            or tile.shape[1] != FASTKM_SEED_LANES or n_candidates > FASTKM_SEED_LANES:
+            or tile.shape[1] != FASTKM_SEED_LANES or n_candidates > FASTKM_SEED_LANES \
+            or bits.shape[0] * 64 < X.n_cols:
         raise ValueError("tile must be (n_features, LANES), sample_weight X's dtype")
+    if d2 is not None:
+        if d2.shape[0] < n_candidates or d2.shape[1] != n:
+            raise ValueError("d2 must be (n_candidates, n_samples)")
+        d2p = &d2[0, 0]
     with nogil, parallel(num_threads=rc.n_threads):
         t0 = region_enter(rc)
         for b in prange(n_blocks, schedule="dynamic"):
-            _candidates_block(X, x, &sample_weight[0], &closest[0], &tile[0, 0], &cc[0],
-                              n_candidates, b * rows_per_block,
-                              min(n, (b + 1) * rows_per_block), &block_pot[0, b], n_blocks)
+            _candidates_block(X, x, &sample_weight[0], &closest[0], &tile[0, 0], &bits[0],
+                              &cc[0], n_candidates, b * rows_per_block,
+                              min(n, (b + 1) * rows_per_block), &block_pot[0, b], n_blocks,
+                              d2p, n)
         region_leave(rc, t0)
 
 
 cdef double _lower_block(
     CSR X, const floating* x, const floating* sw, double* closest,
-    const double* tile, Py_ssize_t lane, double cc, Py_ssize_t start, Py_ssize_t end,
+    const double* tile, const uint64_t* bits, Py_ssize_t lane, double cc,
+    Py_ssize_t start, Py_ssize_t end,
 ) noexcept nogil:
     cdef double s[8]
-    cdef double dots[2][FASTKM_SEED_LANES]
-    cdef Py_ssize_t i, h, r, row
+    cdef double dots[FASTKM_SEED_LANES]
+    cdef Py_ssize_t i, r
     cdef double c_, v
     for r in range(8):
         s[r] = 0.0
-    i = start
-    while i < end:
-        _dots(X, x, i, end, tile, dots[0], dots[1])
-        for h in range(min(<Py_ssize_t>2, end - i)):
-            row = i + h
-            v = _sq(X.sq_norms[row], cc, dots[h][lane])
-            c_ = closest[row]
-            if v < c_:
-                closest[row] = v
-            s[(row - start) % 8] += sw[row] * (v if v < c_ else c_)
-        i += 2
+    for i in range(start, end):
+        _dots(X, x, i, tile, bits, dots)
+        v = _sq(X.sq_norms[i], cc, dots[lane])
+        c_ = closest[i]
+        if v < c_:
+            closest[i] = v
+        s[(i - start) % 8] += sw[i] * (v if v < c_ else c_)
     return _lane_total(s)
 
 
@@ -137,6 +134,7 @@ def lower_closest(
     const floating[::1] sample_weight,     # IN  (n,)
     double[::1] closest,                   # IN/OUT (n,) D^2, lowered to the chosen center
     const double[:, ::1] tile,             # IN  (d, LANES) with the chosen center in lane ``lane``
+    const uint64_t[::1] bits,              # IN  the tile's columns
     Py_ssize_t lane,
     double cc,                             # IN  the chosen center's ||c||^2
     double[::1] block_pot,                 # OUT (n_blocks,) the new potential per block
@@ -153,13 +151,14 @@ def lower_closest(
     cdef RegionClock* rc = &region.clock
     cdef double t0
     if X.single != (sizeof(floating) == 4) or tile.shape[0] != X.n_cols \
-            or tile.shape[1] != FASTKM_SEED_LANES or not 0 <= lane < FASTKM_SEED_LANES:
+            or tile.shape[1] != FASTKM_SEED_LANES or not 0 <= lane < FASTKM_SEED_LANES \
+            or bits.shape[0] * 64 < X.n_cols:
         raise ValueError("tile must be (n_features, LANES), sample_weight X's dtype")
     with nogil, parallel(num_threads=rc.n_threads):
         t0 = region_enter(rc)
         for b in prange(n_blocks, schedule="dynamic"):
             block_pot[b] = _lower_block(X, x, &sample_weight[0], &closest[0], &tile[0, 0],
-                                        lane, cc, b * rows_per_block,
+                                        &bits[0], lane, cc, b * rows_per_block,
                                         min(n, (b + 1) * rows_per_block))
         region_leave(rc, t0)
     for b in range(n_blocks):
@@ -167,23 +166,47 @@ def lower_closest(
     return total
 
 
+def lower_to_stored(
+    double[::1] closest,                   # IN/OUT (n,) D^2
+    const double[::1] d2,                  # IN  (n,) the chosen candidate's D^2 (candidate_potentials)
+    const double[::1] cand_pot,            # IN  (n_blocks,) its potential per block
+    double[::1] block_pot,                 # OUT (n_blocks,)
+):
+    """``lower_closest`` from the chosen candidate's stored D^2: the same values
+    (min of the same numbers) and the same block sums, bit for bit."""
+    cdef Py_ssize_t i, b
+    cdef double total = 0.0
+    with nogil:
+        for i in range(closest.shape[0]):
+            if d2[i] < closest[i]:
+                closest[i] = d2[i]
+        for b in range(block_pot.shape[0]):
+            block_pot[b] = cand_pot[b]
+            total += cand_pot[b]
+    return total
+
+
 def fill_lanes(
     CSR X,
     const Py_ssize_t[::1] rows,            # IN  (m <= LANES,) the rows to put in lanes 0 .. m-1
     double[:, ::1] tile,                   # IN/OUT (d, LANES) zero outside the rows' entries
+    uint64_t[::1] bits,                    # IN/OUT (d / 64 rounded up,) their columns
     bint clear,                            # write zeros instead (undo a fill)
 ):
-    """Put rows of X into the candidate lanes (or take them out again): only
-    their nonzeros are touched, so a fill and a clear cost O(nnz of the rows)."""
+    """Put rows of X into the candidate lanes and mark their columns (or take
+    them out again): only their nonzeros are touched, so a fill and a clear
+    cost O(nnz of the rows)."""
     cdef Py_ssize_t t, p, i
+    cdef int f
     cdef const float* x32 = <const float*>X.data
     cdef const double* x64 = <const double*>X.data
     for t in range(rows.shape[0]):
         i = rows[t]
         for p in range(X.indptr[i], X.indptr[i + 1]):
+            f = X.indices[p]
             if clear:
-                tile[X.indices[p], t] = 0.0
-            elif X.single:
-                tile[X.indices[p], t] = x32[p]
+                tile[f, t] = 0.0
+                bits[f >> 6] &= ~((<uint64_t>1) << (f & 63))
             else:
-                tile[X.indices[p], t] = x64[p]
+                tile[f, t] = x32[p] if X.single else x64[p]
+                bits[f >> 6] |= (<uint64_t>1) << (f & 63)

@@ -93,8 +93,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         - 'auto': Lloyd for one cluster, at 3 features, and up to 4 features
           when the rows could be put in spatial order; Exponion otherwise
           (Hamerly when Exponion's lists would be too large). For sparse
-          input: Lloyd (see ``bench/sparse_algorithms.py``). ``algorithm_``
-          says which ran.
+          input: Lloyd for one cluster and small problems, else Elkan (Hamerly
+          when Elkan's bounds would pass 1 GiB). ``algorithm_`` says which ran.
     n_threads : int, default=None
         Threads of the compiled passes. None: ``OMP_NUM_THREADS`` if set, an
         OpenMP limit set at run time (threadpoolctl), or else the CPUs this

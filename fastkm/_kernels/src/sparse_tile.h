@@ -18,6 +18,7 @@
 #define FASTKM_SPARSE_TILE_H
 
 #include <Python.h>
+#include <stdint.h>
 #include "numerics.h"
 
 /* centers per tile: 128 bytes of a tile row, four AVX2 vectors */
@@ -157,53 +158,27 @@ FASTKM_DOT_LANE(fastkm_dot_lane_d, double, FASTKM_SKT_D)
 FASTKM_DOT_LANE(fastkm_dot_lane_f, float, FASTKM_SKT_F)
 
 /* k-means++: float64 dot products of a row with the FASTKM_SEED_LANES candidates
- * of a (d, LANES) tile (two rows at once: more independent chains), and with one
- * of them (the same operations per lane, so the same bits). */
+ * of a (d, LANES) tile. The tile is zero outside the candidates' columns, and
+ * `bits` marks those columns: a nonzero in any other column would add x * 0 to
+ * every lane, which leaves a sum that started at +0.0 unchanged (it is never
+ * -0.0), so it is skipped without reading the tile. Each lane's value is the
+ * same bits whichever candidates share the tile. */
 #define FASTKM_SEED_DOTS(NAME, T)                                                        \
     static inline void NAME(const T* x, const int* ind, Py_ssize_t m, const double* tile,\
-                            double* out) {                                               \
+                            const uint64_t* bits, double* out) {                         \
         double acc[FASTKM_SEED_LANES];                                                   \
         for (int l = 0; l < FASTKM_SEED_LANES; l++) acc[l] = 0.0;                        \
         for (Py_ssize_t p = 0; p < m; p++) {                                             \
+            const int f = ind[p];                                                        \
+            if (!((bits[f >> 6] >> (f & 63)) & 1)) continue;                             \
             const double xv = (double)x[p];                                              \
-            const double* c = tile + (Py_ssize_t)ind[p] * FASTKM_SEED_LANES;             \
-            FASTKM_TILE_PREFETCH(tile, ind, p, m, FASTKM_SEED_LANES, double)             \
+            const double* c = tile + (Py_ssize_t)f * FASTKM_SEED_LANES;                  \
             for (int l = 0; l < FASTKM_SEED_LANES; l++) acc[l] = FASTKM_MADD(xv, c[l], acc[l]); \
         }                                                                                \
         for (int l = 0; l < FASTKM_SEED_LANES; l++) out[l] = acc[l];                     \
     }
-#define FASTKM_SEED_DOTS2(NAME, T)                                                       \
-    static inline void NAME(const T* x0, const int* i0, Py_ssize_t m0, const T* x1,     \
-                            const int* i1, Py_ssize_t m1, const double* tile,            \
-                            double* out0, double* out1) {                                \
-        double a0[FASTKM_SEED_LANES], a1[FASTKM_SEED_LANES];                             \
-        Py_ssize_t m = m0 < m1 ? m0 : m1, p;                                             \
-        for (int l = 0; l < FASTKM_SEED_LANES; l++) { a0[l] = 0.0; a1[l] = 0.0; }        \
-        for (p = 0; p < m; p++) {                                                        \
-            const double v0 = (double)x0[p], v1 = (double)x1[p];                         \
-            const double* c0 = tile + (Py_ssize_t)i0[p] * FASTKM_SEED_LANES;             \
-            const double* c1 = tile + (Py_ssize_t)i1[p] * FASTKM_SEED_LANES;             \
-            FASTKM_TILE_PREFETCH(tile, i0, p, m0, FASTKM_SEED_LANES, double)             \
-            FASTKM_TILE_PREFETCH(tile, i1, p, m1, FASTKM_SEED_LANES, double)             \
-            for (int l = 0; l < FASTKM_SEED_LANES; l++) a0[l] = FASTKM_MADD(v0, c0[l], a0[l]); \
-            for (int l = 0; l < FASTKM_SEED_LANES; l++) a1[l] = FASTKM_MADD(v1, c1[l], a1[l]); \
-        }                                                                                \
-        for (; p < m0; p++) {                                                            \
-            const double v0 = (double)x0[p];                                             \
-            const double* c0 = tile + (Py_ssize_t)i0[p] * FASTKM_SEED_LANES;             \
-            for (int l = 0; l < FASTKM_SEED_LANES; l++) a0[l] = FASTKM_MADD(v0, c0[l], a0[l]); \
-        }                                                                                \
-        for (; p < m1; p++) {                                                            \
-            const double v1 = (double)x1[p];                                             \
-            const double* c1 = tile + (Py_ssize_t)i1[p] * FASTKM_SEED_LANES;             \
-            for (int l = 0; l < FASTKM_SEED_LANES; l++) a1[l] = FASTKM_MADD(v1, c1[l], a1[l]); \
-        }                                                                                \
-        for (int l = 0; l < FASTKM_SEED_LANES; l++) { out0[l] = a0[l]; out1[l] = a1[l]; } \
-    }
 FASTKM_SEED_DOTS(fastkm_seed_dots_d, double)
 FASTKM_SEED_DOTS(fastkm_seed_dots_f, float)
-FASTKM_SEED_DOTS2(fastkm_seed_dots2_d, double)
-FASTKM_SEED_DOTS2(fastkm_seed_dots2_f, float)
 
 /* Gram micro-kernel: g[a, b] += sum_f c[f, a0 + a] c[f, b0 + b] for a 4 x 8 block of
  * center pairs, c a (rows, kp) float64 panel (features x centers), g (4, 8) with
