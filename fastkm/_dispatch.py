@@ -15,7 +15,8 @@ import os
 from fastkm._kernels.runtime import cpu_x86_level
 
 # setup.py builds these per ISA (its HOT_MODULES)
-HOT = ("lloyd", "hamerly", "elkan", "seeding", "seeding_dot", "minibatch")
+HOT = ("lloyd", "hamerly", "elkan", "seeding", "seeding_dot", "minibatch",
+       "sparse_lloyd", "sparse_bounds", "sparse_seeding")
 LEVELS = {"v3": 3, "v4": 4}
 _BEST_FIRST = ("_v4", 4), ("_v3", 3)
 
@@ -60,3 +61,6 @@ elkan = importlib.import_module("fastkm._kernels.elkan" + ISA_SUFFIX)
 seeding = importlib.import_module("fastkm._kernels.seeding" + ISA_SUFFIX)
 seeding_dot = importlib.import_module("fastkm._kernels.seeding_dot" + ISA_SUFFIX)
 minibatch = importlib.import_module("fastkm._kernels.minibatch" + ISA_SUFFIX)
+sparse_lloyd = importlib.import_module("fastkm._kernels.sparse_lloyd" + ISA_SUFFIX)
+sparse_bounds = importlib.import_module("fastkm._kernels.sparse_bounds" + ISA_SUFFIX)
+sparse_seeding = importlib.import_module("fastkm._kernels.sparse_seeding" + ISA_SUFFIX)

@@ -57,6 +57,11 @@ def _is_sparse(X):
     return hasattr(X, "tocsr") and hasattr(X, "nnz")
 
 
+def is_sparse(X):
+    """True for scipy.sparse input (checked without importing scipy)."""
+    return _is_sparse(X)
+
+
 def feature_names(X):
     """Column names of a DataFrame-like X (all strings), else None."""
     cols = getattr(X, "columns", None)
@@ -77,7 +82,8 @@ def feature_names(X):
     return None
 
 
-def check_array(X, *, dtype=None, name="X", estimator="KMeans", min_samples=1, n_threads=1):
+def check_array(X, *, dtype=None, name="X", estimator="KMeans", min_samples=1, n_threads=1,
+                accept_sparse=False):
     """Validate a 2-D numeric array and return a C-contiguous float32/float64 copy or view.
 
     ``n_threads`` threads scan it for NaN and infinity (no temporary of X's size).
@@ -85,11 +91,19 @@ def check_array(X, *, dtype=None, name="X", estimator="KMeans", min_samples=1, n
     float32 input stays float32 (unless ``dtype`` says otherwise); every other
     numeric dtype becomes float64. Never returns an array that aliases writable
     caller memory in a way the kernels could modify (kernels take const views).
+
+    ``accept_sparse``: scipy.sparse input becomes a validated
+    ``fastkm.kmeans._csr.SparseX`` (``check_csr``); otherwise it is an error.
     """
     if _is_sparse(X):
+        if accept_sparse:
+            from fastkm.kmeans._csr import check_csr
+
+            return check_csr(X, dtype=dtype, name=name, estimator=estimator,
+                             min_samples=min_samples, n_threads=n_threads)
         raise TypeError(
-            f"{estimator} does not support sparse input (got {type(X).__name__}). "
-            "Convert it with X.toarray()."
+            f"{estimator} does not take a sparse {name} (got {type(X).__name__}). "
+            f"Convert it with {name}.toarray()."
         )
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
         X = X.to_numpy()

@@ -31,10 +31,13 @@ def test_bad_X(data, exc, match):
         KMeans(1).fit(data)
 
 
-def test_sparse_rejected():
+def test_sparse_accepted():
+    # sparse input has its own path (tests/test_sparse.py); the same data give the
+    # dense fit's labels
     sp = pytest.importorskip("scipy.sparse")
-    with pytest.raises(TypeError, match="sparse"):
-        KMeans(2).fit(sp.csr_matrix(X))
+    init = X[:2]
+    assert np.array_equal(KMeans(2, init=init, n_init=1).fit(sp.csr_matrix(X)).labels_,
+                          KMeans(2, init=init, n_init=1).fit(X).labels_)
 
 
 @pytest.mark.parametrize(

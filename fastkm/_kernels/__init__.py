@@ -20,12 +20,20 @@ Modules (one job each):
 - ``seeding``      k-means++ for few features, and the D^2 draws
 - ``seeding_dot``  k-means++ for many features (dot-product tiles, exact pruning)
 - ``minibatch``    one mini-batch K-Means step: batch labels, counting-sort center update
+- ``csr``          sparse input: the ``CSR`` rows object, structure checks, column statistics,
+                   rows grouped by label
+- ``sparse_centers``  the centers of a sparse fit: tile layout, the center update, exact inertia
+- ``sparse_lloyd`` Lloyd's assignment of CSR rows to center tiles; ``transform``; the center Gram
+- ``sparse_bounds``  Hamerly / Exponion and Elkan on CSR rows
+- ``sparse_seeding``  k-means++ on CSR rows
 
 Inline helpers shared by those (``.pxd`` only): ``numerics`` (distance rounding
 order, bounds from comparison values, the rounding margin), ``tiles`` (the
-register/vector tile kernels), ``accumulate`` (weighted row sums per label).
+register/vector tile kernels), ``accumulate`` (weighted row sums per label),
+``csr_tiles`` (CSR rows against center tiles: the sparse rounding order and margin).
 C that is more than a few lines lives in ``src/*.h``.
 
-``lloyd``, ``hamerly``, ``elkan``, ``seeding``, ``seeding_dot`` and ``minibatch`` are also built
-for x86-64-v3 and v4; ``fastkm._dispatch`` imports the best build the CPU runs.
+``lloyd``, ``hamerly``, ``elkan``, ``seeding``, ``seeding_dot``, ``minibatch``,
+``sparse_lloyd``, ``sparse_bounds`` and ``sparse_seeding`` are also built for
+x86-64-v3 and v4; ``fastkm._dispatch`` imports the best build the CPU runs.
 """

@@ -11,6 +11,7 @@ import numpy as np
 from fastkm import _threads
 from fastkm._kernels import stats
 from fastkm.kmeans import _policy
+from fastkm.kmeans._csr import SparseX
 from fastkm.kmeans._prepare import prepare
 from fastkm.kmeans._seeding import init_centers
 from fastkm.kmeans._solver import run
@@ -52,7 +53,15 @@ def fit(X, sample_weight, n_clusters, *, init, n_init, max_iter, tol, random_sta
     non-negative, X's dtype; ``init``: 'k-means++', 'random', a callable or an
     array of shape (n_clusters, n_features); ``tol``: relative to the mean
     column variance; ``random_state``: a RandomState; ``n_threads``: an int.
+    Sparse input (a ``_csr.SparseX``) goes to ``_sparse_core.fit``.
     """
+    if isinstance(X, SparseX):
+        from fastkm.kmeans import _sparse_core
+
+        return _sparse_core.fit(X, sample_weight, n_clusters, init=init, n_init=n_init,
+                                max_iter=max_iter, tol=tol, random_state=random_state,
+                                algorithm=algorithm, copy_x=copy_x, verbose=verbose,
+                                n_threads=n_threads)
     tol = tolerance(X, tol, n_threads)
     # 'random' and callable inits pick from X's own rows: keep them as they are
     exact_rows = not (isinstance(init, np.ndarray) or init == "k-means++")

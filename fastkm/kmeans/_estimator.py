@@ -24,8 +24,10 @@ from fastkm._validation import (
     check_random_state,
     check_sample_weight,
     feature_names,
+    is_sparse,
 )
-from fastkm.kmeans import _core, _policy
+from fastkm.kmeans import _core, _policy, _sparse_core
+from fastkm.kmeans._csr import SparseX
 
 
 class _Params(NamedTuple):
@@ -76,7 +78,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     copy_x : bool, default=True
         With more than 8 features the data are mean-centred (on a copy) for
         accuracy; ``copy_x=False`` skips that and its copy. The input is never
-        modified either way.
+        modified either way. Sparse input is never centred.
     algorithm : {'auto', 'lloyd', 'hamerly', 'exponion', 'elkan'}, default='auto'
         The exact algorithm. All give the labels plain Lloyd gives from the same
         initial centers; they differ in speed and memory.
@@ -90,8 +92,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
           values; above 1 GiB it runs 'hamerly' with a warning).
         - 'auto': Lloyd for one cluster, at 3 features, and up to 4 features
           when the rows could be put in spatial order; Exponion otherwise
-          (Hamerly when Exponion's lists would be too large). ``algorithm_``
-          says which ran.
+          (Hamerly when Exponion's lists would be too large). For sparse
+          input: Lloyd for one cluster and small problems, else Elkan (Hamerly
+          when Elkan's bounds would pass 1 GiB). ``algorithm_`` says which ran.
     n_threads : int, default=None
         Threads of the compiled passes. None: ``OMP_NUM_THREADS`` if set, an
         OpenMP limit set at run time (threadpoolctl), or else the CPUs this
@@ -136,7 +139,34 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     - Rows that repeat (image colors) are fitted once with their total weight,
       and with few features rows are reordered so that close rows are
       neighbours: exact, and faster.
-    - Sparse input is not supported yet.
+    - Sparse input also accepts int64 column indices and row pointers
+      (scikit-learn rejects them).
+
+    Sparse input (scipy.sparse matrices and arrays, e.g. TF-IDF): CSR is used
+    as it is; CSC, COO and the other formats are converted to CSR (a copy).
+    float32 values stay float32, any other type becomes float64. int64 column
+    indices are converted to int32 (a copy; more than 2**31 columns is an
+    error), int64 row pointers are kept (more than 2**31 nonzeros are fine).
+    Rows with unsorted or repeated column indices are sorted and summed on a
+    copy; explicit zeros are fine. The caller's matrix is never modified. As in
+    scikit-learn, sparse data are not mean-centred, ``tol`` is relative to the
+    mean variance of the columns (zeros included), empty clusters take the
+    rows farthest from their centers, and ``cluster_centers_`` is a dense
+    ndarray. Every algorithm gives Lloyd's labels on sparse input too, the
+    same bits for any number of threads, and sparse and dense copies of the
+    same data give the same labels (up to rounding ties). scipy is imported
+    only when sparse input arrives.
+
+    Memory of a sparse fit: besides X, about
+    ``n_clusters * n_features * (8 + 2 * itemsize)`` bytes (the centers in the
+    kernels' transposed tiles, their float64 sums and the dense result; one
+    more dense copy with ``n_init > 1``), ``n_samples * n_clusters * itemsize``
+    more for 'elkan', and a few bytes per sample. 10,000 centers over 100,000
+    terms are 8 GB per float64 copy. The fit raises a MemoryError before
+    allocating when this is more than the memory available (the system's
+    available memory and this process's cgroup limit); fewer clusters, fewer
+    features (e.g. ``TfidfVectorizer(max_features=...)``) or float32 data need
+    less.
 
     Threads: a parallel pass costs its threads a start and a barrier; on a
     busy machine the barrier waits for whichever thread the OS preempted.
@@ -208,6 +238,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                     f"(n_clusters, n_features); got {init!r}."
                 )
         elif not callable(init):
+            if is_sparse(init):
+                init = init.toarray()  # n_clusters dense centers either way
             init = check_array(init, dtype=X.dtype, name="init", estimator="KMeans")
             if init.shape[0] != n_clusters:
                 raise ValueError(f"The shape of the initial centers {init.shape} does not match "
@@ -243,9 +275,9 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             Training data. float32 stays float32; every other numeric type
-            becomes float64. Not modified.
+            becomes float64. Not modified. Sparse input: see Notes.
         y : None
             Ignored; present for the scikit-learn API.
         sample_weight : array-like of shape (n_samples,) or float, default=None
@@ -258,7 +290,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         names = feature_names(X)
         n_threads = self._resolved_threads()
-        X = check_array(X, estimator=type(self).__name__, n_threads=n_threads)
+        X = check_array(X, estimator=type(self).__name__, n_threads=n_threads,
+                        accept_sparse=True)
         p = self._check_params(X, n_threads)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         algorithm = "lloyd" if (self.algorithm == "elkan" and p.n_clusters == 1) else \
@@ -314,7 +347,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 "The feature names should match those that were passed during fit.\n"
                 f"Fitted with: {list(fitted)}\nGot: {list(names)}"
             )
-        X = check_array(X, dtype=self.cluster_centers_.dtype, estimator=type(self).__name__)
+        X = check_array(X, dtype=self.cluster_centers_.dtype, estimator=type(self).__name__,
+                        n_threads=self._resolved_threads(), accept_sparse=True)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
@@ -323,6 +357,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return X
 
     def _labels(self, X):
+        if isinstance(X, SparseX):
+            return _sparse_core.predict(X, self.cluster_centers_, self._resolved_threads())
         labels = np.empty(X.shape[0], dtype=np.int32)
         k, d = self.cluster_centers_.shape
         r = _threads.region("assign", X.shape[0] * k * d, -(-X.shape[0] // layout.CHUNK_ROWS),
@@ -336,7 +372,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
             New data, converted to the dtype of ``cluster_centers_``.
 
         Returns
@@ -352,7 +388,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : None
             Ignored.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -368,7 +404,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
 
         Returns
         -------
@@ -378,6 +414,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return self._transform(self._check_test_data(X))
 
     def _transform(self, X):
+        if isinstance(X, SparseX):
+            return _sparse_core.transform(X, self.cluster_centers_, self._resolved_threads())
         k, d = self.cluster_centers_.shape
         out = np.empty((X.shape[0], k), dtype=X.dtype)
         r = _threads.region("transform", X.shape[0] * k * d, X.shape[0],
@@ -391,7 +429,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : None
             Ignored.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -401,7 +439,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         distances : ndarray of shape (n_samples, n_clusters)
         """
         return self.fit(X, sample_weight=sample_weight)._transform(
-            check_array(X, dtype=self.cluster_centers_.dtype)
+            check_array(X, dtype=self.cluster_centers_.dtype, accept_sparse=True)
         )
 
     def score(self, X, y=None, sample_weight=None):
@@ -409,7 +447,7 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : None
             Ignored.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -421,6 +459,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         X = self._check_test_data(X)
         sw = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        if isinstance(X, SparseX):
+            return _sparse_core.score(X, sw, self.cluster_centers_, self._resolved_threads())
         labels = self._labels(X)
         n_blocks, rows_per_block = layout.block_layout(X.shape[0])
         inertia = stats.inertia(
@@ -455,7 +495,7 @@ def k_means(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
     n_clusters : int
     sample_weight : array-like of shape (n_samples,), default=None
     init, n_init, max_iter, verbose, tol, random_state, copy_x, algorithm, n_threads

@@ -71,3 +71,40 @@ def choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize=8, s
         )
         return "hamerly"
     return algorithm
+
+
+# ---------------------------------------------------------------------------- sparse input
+
+# The bounded algorithms' center-center distances on sparse input (a k x k x d
+# Gram matrix) are computed again only once some center has moved more than
+# this fraction of the median center distance since the last time.
+SPARSE_STALE_DISTANCES = 0.05
+
+# k-means++ on sparse input keeps each step's candidates' D^2 (n_samples x
+# n_local_trials float64) up to this size, instead of a second pass for the
+# chosen one.
+SPARSE_SEED_KEEP_BYTES = 256 << 20
+
+# 'auto' on sparse input runs Lloyd below this much work per iteration
+# (nonzeros x clusters multiply-adds): the bounds' fixed costs do not pay there.
+SPARSE_BOUNDS_MIN_WORK = 50_000_000
+
+
+def choose_sparse_algorithm(algorithm, n_samples, n_features, n_clusters, nnz, itemsize=8):
+    """Resolve 'auto' for sparse (CSR) input, and keep 'elkan' within memory.
+
+    'auto': Lloyd for one cluster and for small problems (``nnz * n_clusters``
+    below ``SPARSE_BOUNDS_MIN_WORK``); Elkan otherwise, whose per-center bounds
+    are the ones that prune in high dimensions (text), or Hamerly when Elkan's
+    n x k bounds would pass ``ELKAN_MAX_BYTES`` (``bench/sparse_algorithms.py``
+    has the measurements). 'elkan' above that cap runs Hamerly instead, with a
+    warning, as for dense input.
+    """
+    elkan_fits = n_samples * n_clusters * itemsize <= ELKAN_MAX_BYTES
+    if algorithm == "auto":
+        if n_clusters == 1 or nnz * n_clusters < SPARSE_BOUNDS_MIN_WORK:
+            return "lloyd"
+        return "elkan" if elkan_fits else "hamerly"
+    if algorithm == "elkan" and not elkan_fits:
+        return choose_algorithm(algorithm, n_samples, n_features, n_clusters, itemsize)
+    return algorithm

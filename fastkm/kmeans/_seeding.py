@@ -244,8 +244,9 @@ def kmeans_plusplus(
 
     Parameters
     ----------
-    X : array-like of shape (n_samples, n_features)
-        The data to pick the centers from (not modified).
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        The data to pick the centers from (not modified). Sparse input is read
+        as CSR without densifying it (see ``KMeans``); the centers are dense.
     n_clusters : int
         Number of centers.
     sample_weight : array-like of shape (n_samples,), default=None
@@ -291,7 +292,7 @@ def kmeans_plusplus(
     from fastkm.kmeans._prepare import FitData
 
     n_threads = _threads.resolve(n_threads)
-    X = check_array(X, estimator="kmeans_plusplus", n_threads=n_threads)
+    X = check_array(X, estimator="kmeans_plusplus", n_threads=n_threads, accept_sparse=True)
     n_clusters = check_int(n_clusters, "n_clusters", 1)
     if X.shape[0] < n_clusters:
         raise ValueError(f"n_samples={X.shape[0]} should be >= n_clusters={n_clusters}.")
@@ -303,6 +304,11 @@ def kmeans_plusplus(
     if n_local_trials is not None:
         n_local_trials = check_int(n_local_trials, "n_local_trials", 1)
     sw = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+    if not isinstance(X, np.ndarray):  # sparse input (a validated _csr.SparseX)
+        from fastkm.kmeans._sparse_seeding import kmeans_plusplus_csr
+
+        return kmeans_plusplus_csr(X, n_clusters, sw, check_random_state(random_state),
+                                   n_local_trials, n_threads)
     data = FitData(X, sw, None, sw, False, None, None)
     return kmeans_plusplus_data(data, n_clusters, check_random_state(random_state),
                                 n_local_trials, n_threads)
