@@ -205,6 +205,12 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.algorithm = algorithm
         self.n_threads = n_threads
 
+    def __sklearn_tags__(self):
+        # scikit-learn >= 1.6 reads the accepted inputs from the tags
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     # ---- parameter checks (in fit, never in __init__)
     def _resolved_threads(self):
         try:
