@@ -14,7 +14,8 @@ import os
 
 from fastkm._kernels.runtime import cpu_x86_level
 
-HOT = ("lloyd", "hamerly", "elkan", "seeding", "seeding_dot")  # setup.py builds these per ISA
+# setup.py builds these per ISA
+HOT = ("lloyd", "hamerly", "elkan", "seeding", "seeding_dot", "scalable")
 LEVELS = {"v3": 3, "v4": 4}
 _BEST_FIRST = ("_v4", 4), ("_v3", 3)
 
@@ -58,3 +59,4 @@ hamerly = importlib.import_module("fastkm._kernels.hamerly" + ISA_SUFFIX)
 elkan = importlib.import_module("fastkm._kernels.elkan" + ISA_SUFFIX)
 seeding = importlib.import_module("fastkm._kernels.seeding" + ISA_SUFFIX)
 seeding_dot = importlib.import_module("fastkm._kernels.seeding_dot" + ISA_SUFFIX)
+scalable = importlib.import_module("fastkm._kernels.scalable" + ISA_SUFFIX)

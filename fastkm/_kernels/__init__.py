@@ -19,12 +19,14 @@ Modules (one job each):
 - ``elkan``        Elkan's n x k bounds
 - ``seeding``      k-means++ for few features, and the D^2 draws
 - ``seeding_dot``  k-means++ for many features (dot-product tiles, exact pruning)
+- ``scalable``     k-means||: D^2 to a round's candidates, block potentials, Philox draws
+- ``partials``     per-block column sums, inertia and farthest rows of a fit split in pieces
 
 Inline helpers shared by those (``.pxd`` only): ``numerics`` (distance rounding
 order, bounds from comparison values, the rounding margin), ``tiles`` (the
 register/vector tile kernels), ``accumulate`` (weighted row sums per label).
 C that is more than a few lines lives in ``src/*.h``.
 
-``lloyd``, ``hamerly``, ``elkan``, ``seeding`` and ``seeding_dot`` are also built
+``lloyd``, ``hamerly``, ``elkan``, ``seeding``, ``seeding_dot`` and ``scalable`` are also built
 for x86-64-v3 and v4; ``fastkm._dispatch`` imports the best build the CPU runs.
 """
