@@ -57,14 +57,15 @@ WINDOW_BYTES = 64 << 20     # a converted window holds at most this much, at lea
 
 def is_memmap(X):
     """True for an ndarray over a memory map: an ``np.memmap`` with its file
-    mapped, or any view whose chain of bases reaches an ``mmap.mmap``."""
+    mapped, or any view whose chain of bases (through buffer objects, as
+    ``np.frombuffer`` makes) reaches an ``mmap.mmap``."""
     if not isinstance(X, np.ndarray):
         return False
     obj, depth = X, 0
     while obj is not None and depth < 64:
         if isinstance(obj, mmap.mmap):
             return True
-        obj = getattr(obj, "base", None)
+        obj = obj.obj if isinstance(obj, memoryview) else getattr(obj, "base", None)
         depth += 1
     return False
 
