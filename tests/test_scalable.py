@@ -40,7 +40,7 @@ def test_uniforms_are_a_function_of_the_row():
     part = np.empty(100)
     scalable.uniforms(7, 9, 3, 450, part)
     assert np.array_equal(part, whole[450:550])
-    assert 0.0 <= whole.min() and whole.max() < 1.0
+    assert whole.min() >= 0.0 and whole.max() < 1.0
     other = np.empty(1000)
     scalable.uniforms(7, 9, 4, 0, other)     # another round: another stream
     assert not np.array_equal(other, whole)

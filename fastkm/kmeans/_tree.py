@@ -17,7 +17,7 @@ workers and any order of arrival.
 import numpy as np
 
 BLOCK_ROWS = 1 << 16        # canonical block, at least (a multiple of the tile height)
-SUMS_SHARE = 8              # per-block center sums at most 1/SUMS_SHARE of the block's rows
+SUMS_SHARE = 32             # per-block center sums at most 1/SUMS_SHARE of the block's rows
 
 
 def block_rows(n_clusters=1, n_features=1):
