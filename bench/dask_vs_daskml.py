@@ -16,7 +16,9 @@ its own centers give (its inertia_ sums unsquared distances).
     PYTHONPATH=. python bench/dask_vs_daskml.py            # the workload
     PYTHONPATH=. python bench/dask_vs_daskml.py --rows 400000 --repeat 1   # quick
 
-The data: 256 overlapping Gaussian blobs (make_blobs, cluster_std=4); the
+The data: 256 overlapping Gaussian blobs (make_blobs, cluster_std=4), where
+the distance bounds of 'auto' prune little (a Lloyd-bound case); ``--centers
+64 --std 3`` makes 64 blobs, where they prune more. The
 chunks are 131,072 rows (15 full chunks and one of 33,920 rows), whole
 canonical blocks of fastkm (``fastkm.dask.block_rows(64, 32)`` = 65,536 rows),
 so fastkm keeps the chunking as given; ``--chunk-rows 125000`` makes the
@@ -32,10 +34,10 @@ import warnings
 import numpy as np
 
 
-def make_data(rows, features, seed=0):
+def make_data(rows, features, centers=256, std=4.0, seed=0):
     from sklearn.datasets import make_blobs
 
-    X, _ = make_blobs(rows, features, centers=256, cluster_std=4.0, random_state=seed)
+    X, _ = make_blobs(rows, features, centers=centers, cluster_std=std, random_state=seed)
     X = X.astype(np.float32)
     init = X[np.random.RandomState(seed).permutation(rows)[:64]].copy()
     return X, init
@@ -66,7 +68,7 @@ def run(args):
     import fastkm
     import fastkm.dask
 
-    X, init = make_data(args.rows, args.features)
+    X, init = make_data(args.rows, args.features, args.centers, args.std)
     k = init.shape[0]
     rows = []
     for workers in args.workers:
@@ -111,7 +113,8 @@ def run(args):
 
 
 def report(rows, args):
-    print(f"\n{args.rows:,} x {args.features} float32, chunks of {args.chunk_rows:,} rows, "
+    print(f"\n{args.rows:,} x {args.features} float32 blobs ({args.centers} centers, "
+          f"cluster_std={args.std}), chunks of {args.chunk_rows:,} rows, "
           f"k=64, {args.iters} iterations, tol=0, the same initial centers; median of "
           f"{args.repeat} (dask-ml: {args.daskml_repeat}) fits, data persisted first\n")
     print("| workers | implementation | fit time (s) | n_iter | inertia_ | inertia of its centers |"
@@ -129,6 +132,8 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--features", type=int, default=32)
     ap.add_argument("--chunk-rows", type=int, default=131_072)
+    ap.add_argument("--centers", type=int, default=256, help="true centers of the blobs")
+    ap.add_argument("--std", type=float, default=4.0, help="cluster_std of the blobs")
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--repeat", type=int, default=3)

@@ -64,7 +64,7 @@ def test_aligned_chunks():
 
 def test_same_centers_on_one_and_two_workers(client, data):
     X = da.from_array(data, chunks=(B, -1))
-    kw = dict(n_clusters=10, random_state=0, max_iter=10)      # k-means|| seeds, then Lloyd
+    kw = dict(n_clusters=10, random_state=0, max_iter=6)       # k-means|| seeds, then Exponion
     two = fit(client, X, **kw)
     client.cluster.scale(1)
     try:
@@ -111,7 +111,7 @@ def test_kmeans_parallel_seeds_match_single_machine(client, data):
 
 def test_worker_killed_mid_fit(client, data, monkeypatch):
     X = da.from_array(data, chunks=(B, -1))
-    kw = dict(n_clusters=10, random_state=2, algorithm="hamerly", max_iter=12, tol=0)
+    kw = dict(n_clusters=10, init=data[-10:].copy(), algorithm="hamerly", max_iter=10, tol=0)
     ref = fit(client, X, **kw)
     pids = client.run(os.getpid)
     victim = sorted(pids.values())[0]

@@ -1,11 +1,13 @@
 """Where the tasks of a Dask fit run: the current ``dask.distributed`` Client
-(futures: the data stays on the workers, the centers reach each worker once
-per wave, only partials come back), or dask's local scheduler when there is
-none. Dask does all the transport; this module only chooses the calls."""
+(futures: the data stays on the workers, the centers go out with each wave and
+only partials come back), or dask's local scheduler when there is none. Dask
+does all the transport; this module only chooses the calls."""
 import uuid
 
 import dask
 import numpy as np
+
+EMBED_BYTES = 64 << 10   # values up to this size go inside the tasks
 
 
 def current_client():
@@ -47,14 +49,17 @@ class Backend:
 
     def broadcast(self, value):
         """``value`` for every task of the next wave: a future that each worker
-        fetches once, or the value itself for the local scheduler.
+        fetches once, or the value itself for the local scheduler and for
+        small values (up to EMBED_BYTES: they travel inside the task messages,
+        which costs less than a fetch).
 
-        It is the result of a task that returns its argument (the value sits
-        in the task's spec on the scheduler), not ``client.scatter``: scattered
-        data cannot be recomputed, and a broadcast scatter waits forever on a
-        worker that died during it (dask/distributed#5704), whereas this one
-        is simply recomputed elsewhere if its worker dies."""
-        if self.client is None:
+        The future is the result of a task that returns its argument (the
+        value sits in the task's spec on the scheduler), not
+        ``client.scatter``: scattered data cannot be recomputed, and a broadcast
+        scatter waits forever on a worker that died during it
+        (dask/distributed#5704), whereas this one is simply recomputed
+        elsewhere if its worker dies."""
+        if self.client is None or np.asarray(value).nbytes <= EMBED_BYTES:
             return value
         return self.client.submit(_same, value, pure=False,
                                   key=f"fastkm-value-{self.token}-{uuid.uuid4().hex[:8]}")

@@ -193,13 +193,13 @@ class _DaskOps:
         self.prev = None
         self.k = None
 
-    def iterate(self, centers, first):
+    def iterate(self, centers, first, with_stats=False):
         D = self.data
         k, d = centers.shape
         handle = D.backend.broadcast(np.ascontiguousarray(centers))
         args = [(x, w, D.dtype, D.backend.token, ("run", self.run, i), self.it, handle,
                  self.prev, self.algorithm, D.block, D.first_blocks[i], int(D.starts[i]),
-                 D.n_threads) for i, (x, w) in enumerate(zip(D.xs, D.ws))]
+                 with_stats, D.n_threads) for i, (x, w) in enumerate(zip(D.xs, D.ws))]
         parts = D.map(_tasks.chunk_iterate, args, name=f"iter{self.it}")
         self.prev = handle
         self.it += 1
@@ -207,6 +207,8 @@ class _DaskOps:
                                             D.n_blocks), k, d)
         changed = [p["changed"] for p in parts]
         changed = -1 if min(changed) < 0 else int(sum(changed))
+        if not with_stats:
+            return IterResult(merged, None, None, changed)
         return IterResult(merged, inertia, merge_far([p["far"] for p in parts], FAR_ROWS),
                           changed)
 
@@ -220,7 +222,7 @@ class _DaskOps:
         return merge_far(D.map(_tasks.chunk_farthest, args, name="farthest"), m)
 
     def final(self, centers):
-        return self.iterate(centers, False).inertia
+        return self.iterate(centers, False, True).inertia
 
 
 class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):

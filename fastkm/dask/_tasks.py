@@ -179,9 +179,10 @@ def seed_weights(x, w, dtype, token, key, sets, m, block, first_block, n_threads
 
 
 class _StepState:
-    def __init__(self, step, n):
+    def __init__(self, step, n, w):
         self.step = step
         self.labels = np.full(n, -1, dtype=np.int32)
+        self.w = w                 # the chunk's weights (unit weights made once)
         self.it = -1               # the last iteration this state took part in
 
 
@@ -194,26 +195,30 @@ def _new_step(x, w, centers, algorithm, block, n_threads):
 
 
 def chunk_iterate(x, w, dtype, token, key, it, centers, prev_centers, algorithm, block,
-                  first_block, start, n_threads):
+                  first_block, start, with_stats, n_threads):
     """Iteration ``it`` on one chunk: labels of ``centers`` (the step of
     ``algorithm``, its bounds carried from iteration it - 1 when this worker
     has them), and {'nodes': tree nodes of [sums | weights | inertia],
-    'far': the chunk's farthest rows, 'changed': labels changed or -1}."""
+    'far': the chunk's farthest rows or None, 'changed': labels changed or -1}.
+    The inertia and the farthest rows only ``with_stats``."""
     x = _rows(x, dtype)
-    w = _weights(w, x.shape[0], dtype)
     nt = task_threads(n_threads)
     state = _get(token, key)
     carried = state is not None and state.it == it - 1 and it > 0
     if carried:
         state.step.centers_moved(prev_centers, centers)
+        w = state.w
     else:
-        state = _StepState(_new_step(x, w, centers, algorithm, block, nt), x.shape[0])
+        w = _weights(w, x.shape[0], dtype)
+        state = _StepState(_new_step(x, w, centers, algorithm, block, nt), x.shape[0], w)
     state.step.n_threads = nt
     changed = state.step.iterate(centers, state.labels, not carried)
     state.it = it
     _put(token, key, state)
-    nodes, (td, tr) = piece_partials(x, w, centers, state.labels, state.step.sums, first_block, nt)
-    far = piece_far(x, w, state.labels, td, tr, start, FAR_ROWS)
+    nodes, far = piece_partials(x, w, centers, state.labels, state.step.sums, first_block, nt,
+                                with_stats)
+    if far is not None:
+        far = piece_far(x, w, state.labels, *far, start, FAR_ROWS)
     return {"nodes": nodes, "far": far, "changed": changed if (carried or it == 0) else -1}
 
 

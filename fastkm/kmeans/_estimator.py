@@ -263,6 +263,23 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         self : KMeans
             The fitted estimator.
+
+        Notes
+        -----
+        A memory-mapped X (``np.memmap``, ``np.load(path, mmap_mode='r')``, or
+        any view of one) is fitted out of core: read in windows of whole row
+        blocks, never copied whole (other dtypes are converted one window at
+        a time), every algorithm and init supported, with per-row state only
+        (the labels, the weights, and the bounds of 'hamerly', 'exponion' or
+        'elkan'). Its rows are fitted as stored: no deduplication, reordering
+        or mean-centring, so "the same fit in memory" is the fit of the same
+        rows with ``copy_x=False`` (deduplication and reordering change no
+        label; centring changes the rounding). From the same init the labels
+        are those of that in-memory fit, the inertia equal to about 1e-9
+        relative (the sums are added in a fixed tree over blocks of 65,536 or
+        more rows instead of in-memory block order), and the result is the
+        same bits for any thread count. ``predict``, ``transform`` and
+        ``score`` stream a memory-mapped X the same way.
         """
         if _outofcore.is_memmap(X):
             return _outofcore.fit(self, X, sample_weight)

@@ -21,7 +21,9 @@ window, and per-row state:
 
 The windows are pieces of a fit in the sense of ``_pieces``: per-block sums
 in a fixed tree, so the result is the same bits for any thread count and any
-window size, and the same as ``fastkm.dask.KMeans`` on the same rows.
+window size, and the same as ``fastkm.dask.KMeans`` on the same rows. This
+module reads the windows and provides the estimator's methods; the solver
+steps and the seeding over windows are in ``_windowed``.
 """
 import mmap
 import types
@@ -31,26 +33,14 @@ import numpy as np
 
 from fastkm import _threads
 from fastkm._compat import ConvergenceWarning
-from fastkm._dispatch import elkan, hamerly, lloyd, seeding, seeding_dot
+from fastkm._dispatch import lloyd
 from fastkm._kernels import layout, stats
-from fastkm._kernels.reduce import BlockSums
-from fastkm._validation import check_array, check_random_state, check_sample_weight
+from fastkm._validation import check_random_state, check_sample_weight
 from fastkm.kmeans import _policy
 from fastkm.kmeans._core import same_clustering
-from fastkm.kmeans._pieces import (
-    FAR_ROWS,
-    IterResult,
-    column_nodes,
-    merge_far,
-    piece_far,
-    piece_partials,
-    run_pieces,
-    unpack,
-    variance_from_nodes,
-)
-from fastkm.kmeans._scalable import MemorySource, kmeans_parallel
-from fastkm.kmeans._solver import ElkanStep, ExponionStep, HamerlyStep
+from fastkm.kmeans._pieces import column_nodes, run_pieces, variance_from_nodes
 from fastkm.kmeans._tree import block_rows, tree_sum, tree_total
+from fastkm.kmeans._windowed import StreamOps, init_streamed
 
 WINDOW_BYTES = 64 << 20     # a converted window holds at most this much, at least one block
 
@@ -124,10 +114,6 @@ class RowSource:
         return out
 
 
-def _region(kind, units, items, n_threads):
-    return _threads.region(kind, units, items, n_threads)
-
-
 def check_finite_and_tolerance(src, tol, n_threads):
     """One pass (two with tol > 0) over the windows: NaN/infinity raise, and the
     tolerance is tol times the mean column variance, from per-block sums."""
@@ -145,258 +131,6 @@ def check_finite_and_tolerance(src, tol, n_threads):
     for b0, _, _, Xw in src.windows():
         nodes += column_nodes(Xw, mean, src.block, b0, n_threads)
     return variance_from_nodes(nodes, src.n_blocks, src.n) * tol
-
-
-# ---------------------------------------------------------------- solver steps by windows
-
-
-class _Windowed:
-    """A solver step (``_solver``) run window by window: the step's own kernel
-    on each window, per-block partials in the fixed tree (``_pieces``)."""
-
-    kind = "lloyd"
-
-    def __init__(self, src, w, centers, n_threads):
-        self.src, self.w, self.n_threads = src, w, n_threads
-        self.k, self.d = centers.shape
-        self.win = list(src.layout())
-        self.win_sums = [BlockSums(e - s, self.k, self.d, src.block) for _, s, e in self.win]
-        self.shift = np.zeros(self.k)
-        self._bounds()
-        self._prepare(centers)
-
-    def _bounds(self):
-        pass
-
-    def _prepare(self, centers):
-        pass
-
-    def centers_moved(self, old, new):
-        pass
-
-    def _kernel(self, Xw, ww, centers, lab, sums, first, s, e, r):
-        return lloyd.lloyd_iter(Xw, ww, centers, lab, sums, r)
-
-    def iterate(self, centers, labels, first):
-        nodes, fars, changed = [], [], 0
-        for (b0, s, e, Xw), sums in zip(self.src.windows(), self.win_sums):
-            ww, lab = self.w[s:e], labels[s:e]
-            kind = self.kind + ("-first" if first and self.kind != "lloyd" else "")
-            r = _region(kind, (e - s) * self.k * self.d, sums.n_blocks, self.n_threads)
-            changed += self._kernel(Xw, ww, centers, lab, sums, first, s, e, r)
-            _threads.record(r)
-            part, (td, tr) = piece_partials(Xw, ww, centers, lab, sums, b0, self._nt(Xw))
-            nodes += part
-            fars.append(piece_far(Xw, ww, lab, td, tr, s, FAR_ROWS))
-        merged, inertia = unpack(tree_total(nodes, self.src.n_blocks), self.k, self.d)
-        return IterResult(merged, inertia, merge_far(fars, FAR_ROWS), changed)
-
-    def _nt(self, Xw):
-        return _threads.threads_for("inertia", Xw.size, self.n_threads)
-
-
-class _WindowedHamerly(_Windowed):
-    kind = "hamerly"
-    _prepare = HamerlyStep._prepare
-    _extra = HamerlyStep._extra
-    centers_moved = HamerlyStep.centers_moved
-
-    def _bounds(self):
-        self.upper = np.empty(self.src.n)
-        self.lower = np.empty(self.src.n)
-
-    def _kernel(self, Xw, ww, centers, lab, sums, first, s, e, r):
-        return hamerly.hamerly_iter(Xw, ww, centers, lab, sums, self.half_sep, self.shift, first,
-                                    self.upper[s:e], self.lower[s:e], r, **self._extra())
-
-
-class _WindowedExponion(_WindowedHamerly):
-    kind = "exponion"
-    _prepare = ExponionStep._prepare
-    _extra = ExponionStep._extra
-
-
-class _WindowedElkan(_WindowedHamerly):
-    kind = "elkan"
-    _prepare = ElkanStep._prepare
-    centers_moved = ElkanStep.centers_moved
-
-    def _bounds(self):
-        self.upper = np.empty(self.src.n)
-        self.lower = np.empty((self.src.n, self.k), dtype=self.src.dtype)
-
-    def _kernel(self, Xw, ww, centers, lab, sums, first, s, e, r):
-        return elkan.elkan_iter(Xw, ww, centers, lab, sums, self.half_cc, self.half_sep,
-                                self.shift, first, self.upper[s:e], self.lower[s:e], r)
-
-
-WINDOWED = {"lloyd": _Windowed, "hamerly": _WindowedHamerly, "exponion": _WindowedExponion,
-            "elkan": _WindowedElkan}
-
-
-class _StreamOps:
-    """``run_pieces``' operations over the windows of one run."""
-
-    def __init__(self, src, w, centers, algorithm, labels, n_threads):
-        self.src, self.w, self.labels, self.n_threads = src, w, labels, n_threads
-        self.n_samples = src.n
-        self.step = WINDOWED[algorithm](src, w, centers, n_threads)
-
-    def iterate(self, centers, first):
-        return self.step.iterate(centers, self.labels, first)
-
-    def centers_moved(self, old, new):
-        self.step.centers_moved(old, new)
-
-    def farthest(self, centers, m):
-        fars = []
-        for _, s, e, Xw in self.src.windows():
-            dist = np.empty(e - s)
-            stats.distances_to_assigned(Xw, centers, self.labels[s:e], dist,
-                                        _threads.threads_for("relocate", Xw.size, self.n_threads))
-            mm = min(m, dist.size)
-            # every row at or beyond the mm-th largest distance (ties included),
-            # farthest first, the lower row first on ties
-            kth = np.partition(dist, dist.size - mm)[dist.size - mm]
-            top = np.flatnonzero(dist >= kth)
-            top = top[np.lexsort((top, -dist[top]))][:mm]
-            fars.append(piece_far(Xw, self.w[s:e], self.labels[s:e], dist[top][None, :],
-                                  top[None, :], s, mm))
-        return merge_far(fars, m)
-
-    def final(self, centers):
-        return self.step.iterate(centers, self.labels, False).inertia
-
-
-# ---------------------------------------------------------------- seeding
-
-
-class StreamSource(MemorySource):
-    """k-means|| passes (``_scalable``) over the windows of a memory-mapped X."""
-
-    def __init__(self, src, w, n_clusters, n_threads):
-        self.src = src
-        self.w = w
-        self.inverse = None
-        self.n = src.n
-        self.block = block_rows(n_clusters, src.d)
-        self.n_blocks = max(1, -(-self.n // self.block))
-        self.n_threads = n_threads
-        self.closest = np.full(self.n, np.inf)
-        self.owner = np.zeros(self.n, dtype=np.int32)
-
-    def rows(self, idx):
-        return self.src.take(idx)
-
-    def lower(self, candidates, offset):
-        for _, s, e, Xw in self.src.windows():
-            self._lower(Xw, candidates, self.closest[s:e], self.owner[s:e], offset)
-        return self.potentials()
-
-
-class _PlusPlusPasses:
-    """The two passes of one greedy k-means++ step over the windows: the
-    candidates' per-block potentials, then D^2 lowered to the chosen one. The
-    kernels of the in-memory seeding, without its pruning (exact either way),
-    so that only D^2 is kept per row."""
-
-    def __init__(self, src, w, n_clusters, n_trials, n_threads):
-        self.src, self.w, self.n_threads = src, w, n_threads
-        self.dot = src.d > layout.FEW_FEATURES and \
-            n_trials <= seeding_dot.MAX_CANDIDATES_PER_PASS
-        self.closest = np.full(src.n, np.inf)
-        self.block_pot = np.empty(src.n_blocks)
-        self.gap = np.zeros(n_clusters)
-
-    def _window_scratch(self, Xw, m):
-        n = Xw.shape[0]
-        nb = -(-n // self.src.block)
-        nt = _threads.threads_for("norms", Xw.size, self.n_threads)
-        return (stats.row_sq_norms(Xw, nt), np.zeros(n, dtype=np.int32), np.full(n, np.inf),
-                np.empty((m, nb)), np.empty((m, n), dtype=Xw.dtype), np.empty(n, dtype=np.int32),
-                np.empty(nb, dtype=np.intp))
-
-    def score(self, candidates):
-        """(n_trials, n_blocks) potentials of the candidates."""
-        m = candidates.shape[0]
-        out = np.empty((m, self.src.n_blocks))
-        for b0, s, e, Xw in self.src.windows():
-            r = _region("seed-score", Xw.size * m, -(-(e - s) // self.src.block), self.n_threads)
-            if self.dot:
-                xx, owner, radius, pot, d2, rows, n_rows = self._window_scratch(Xw, m)
-                seeding_dot.dot_potentials(Xw, self.w[s:e], self.closest[s:e], xx, candidates,
-                                           owner, radius, self.gap, pot, d2, rows, n_rows,
-                                           self.src.block, r, False)
-            else:
-                pot = np.empty((m, -(-(e - s) // self.src.block)))
-                seeding.candidate_potentials(Xw, self.w[s:e], self.closest[s:e], candidates, pot,
-                                             self.src.block, r)
-            _threads.record(r)
-            out[:, b0:b0 + pot.shape[1]] = pot
-        return out
-
-    def lower(self, center, c):
-        """Lower D^2 to ``center`` (the c-th); the new total potential."""
-        for b0, s, e, Xw in self.src.windows():
-            nb = -(-(e - s) // self.src.block)
-            bp = self.block_pot[b0:b0 + nb]
-            r = _region("seed-lower", Xw.size, nb, self.n_threads)
-            if self.dot:
-                xx, owner, radius, pot, d2, rows, n_rows = self._window_scratch(Xw, 1)
-                seeding_dot.dot_potentials(Xw, self.w[s:e], self.closest[s:e], xx, center[None, :],
-                                           owner, radius, self.gap, pot, d2, rows, n_rows,
-                                           self.src.block, r, False)
-                slack = np.zeros(e - s)
-                seeding_dot.lower_to(self.closest[s:e], owner, radius, slack, 1.0, d2, rows,
-                                     n_rows, 0, c, pot, bp, self.src.block, r)
-            else:
-                seeding.update_closest(Xw, self.w[s:e], self.closest[s:e], center, bp,
-                                       self.src.block, r)
-            _threads.record(r)
-        return float(tree_sum(self.block_pot))
-
-
-def kmeans_plusplus_streamed(src, w, n_clusters, random_state, n_threads):
-    """Greedy k-means++ over the windows, with the in-memory seeding's draws:
-    the first row by weight, then ``2 + int(ln k)`` candidates per center by
-    D^2, the one that lowers the potential most kept."""
-    n_trials = 2 + int(np.log(n_clusters))
-    passes = _PlusPlusPasses(src, w, n_clusters, n_trials, n_threads)
-    centers = np.empty((n_clusters, src.d), dtype=src.dtype)
-    cand_ids = np.empty(n_trials, dtype=np.intp)
-    p = w.astype(np.float64)
-    centers[0] = src.take([random_state.choice(p.shape[0], p=p / p.sum())])[0]
-    pot = passes.lower(centers[0], 0)
-    for c in range(1, n_clusters):
-        targets = random_state.uniform(size=n_trials) * pot
-        seeding.sample_d2(w, passes.closest, passes.block_pot, src.block, targets, cand_ids)
-        candidates = src.take(cand_ids)
-        cand_pot = passes.score(candidates)
-        best = int(np.argmin([tree_sum(row) for row in cand_pot]))
-        centers[c] = candidates[best]
-        pot = passes.lower(centers[c], c)
-    return centers
-
-
-def init_streamed(src, w, n_clusters, init, random_state, n_threads):
-    """Initial centers of one run, in the fit's dtype."""
-    if isinstance(init, str) and init == "k-means++":
-        return kmeans_plusplus_streamed(src, w, n_clusters, random_state, n_threads)
-    if isinstance(init, str) and init == "k-means||":
-        source = StreamSource(src, w, n_clusters, n_threads)
-        return kmeans_parallel(source, n_clusters, random_state, n_threads)[0]
-    if isinstance(init, str) and init == "random":
-        p = w.astype(np.float64)
-        seeds = random_state.choice(src.n, size=n_clusters, replace=False, p=p / p.sum())
-        return src.take(seeds)
-    if callable(init):
-        centers = check_array(init(src.X, n_clusters, random_state=random_state),
-                              dtype=src.dtype, name="init(...) result")
-        if centers.shape != (n_clusters, src.d):
-            raise ValueError(f"The init callable returned centers of shape {centers.shape}; "
-                             f"expected ({n_clusters}, {src.d}).")
-        return centers
-    return np.array(init, dtype=src.dtype, order="C")
 
 
 # ---------------------------------------------------------------- the estimator's methods
@@ -432,7 +166,7 @@ def fit(est, X, sample_weight):
         if est.verbose:
             print("Initialization complete")
         labels.fill(-1)
-        ops = _StreamOps(src, w, centers, algorithm, labels, n_threads)
+        ops = StreamOps(src, w, centers, algorithm, labels, n_threads)
         centers, inertia, n_iter = run_pieces(ops, centers, p.max_iter, tol, est.verbose)
         if best is None or (inertia < best[1]
                             and not same_clustering(labels, best[0], p.n_clusters)):
@@ -483,7 +217,7 @@ def predict(est, X):
     labels = np.empty(src.n, dtype=np.int32)
     C = est.cluster_centers_
     for _, s, e, Xw in _checked_windows(src):
-        r = _region("assign", Xw.shape[0] * C.size, -(-(e - s) // layout.CHUNK_ROWS),
+        r = _threads.region("assign", Xw.shape[0] * C.size, -(-(e - s) // layout.CHUNK_ROWS),
                     est._resolved_threads())
         lloyd.assign_labels(Xw, C, labels[s:e], r)
         _threads.record(r)
@@ -496,7 +230,7 @@ def transform(est, X):
     C = est.cluster_centers_
     out = np.empty((src.n, C.shape[0]), dtype=C.dtype)
     for _, s, e, Xw in _checked_windows(src):
-        r = _region("transform", Xw.shape[0] * C.size, e - s, est._resolved_threads())
+        r = _threads.region("transform", Xw.shape[0] * C.size, e - s, est._resolved_threads())
         lloyd.pairwise_distances(Xw, C, out[s:e], r)
         _threads.record(r)
     return out
@@ -511,7 +245,8 @@ def score(est, X, sample_weight):
     parts = np.empty(src.n_blocks)
     for b0, s, e, Xw in _checked_windows(src):
         lab = np.empty(e - s, dtype=np.int32)
-        r = _region("assign", Xw.shape[0] * C.size, -(-(e - s) // layout.CHUNK_ROWS), n_threads)
+        r = _threads.region("assign", Xw.shape[0] * C.size, -(-(e - s) // layout.CHUNK_ROWS),
+                            n_threads)
         lloyd.assign_labels(Xw, C, lab, r)
         _threads.record(r)
         nb = -(-(e - s) // src.block)

@@ -40,8 +40,8 @@ class Far(NamedTuple):
 
 class IterResult(NamedTuple):
     sums: Merged          # merged float64 center sums and weights
-    inertia: float        # of the centers the labels came from
-    far: Far              # at least min(FAR_ROWS, n) farthest rows
+    inertia: object       # of the centers the labels came from (None: not asked for)
+    far: object           # a Far of at least min(FAR_ROWS, n) farthest rows, or None
     changed: int          # labels changed; -1: unknown (a piece lost its state)
 
 
@@ -77,21 +77,24 @@ def block_vectors(sums):
 
 
 def piece_partials(X, sample_weight, centers, labels, sums, first_block, n_threads,
-                   top=FAR_ROWS):
+                   stats=True, top=FAR_ROWS):
     """After a kernel call over a piece: tree nodes of [sums | weights | inertia]
-    per block, and the piece's ``top`` farthest rows (piece-local rows)."""
+    per block, and the piece's per-block ``top`` farthest rows (piece-local
+    rows). Without ``stats`` (an O(rows x d) pass that most iterations do not
+    need) the inertia is 0 and no rows are returned."""
     nb, rpb = sums.n_blocks, sums.rows_per_block
-    inertia = np.empty(nb)
-    top = max(1, min(top, X.shape[0]))
-    top_dist = np.empty((nb, top))
-    top_row = np.empty((nb, top), dtype=np.intp)
-    partials.assigned_stats(X, sample_weight, centers, labels, rpb, inertia, top_dist,
-                            top_row, n_threads)
+    inertia = np.zeros(nb)
+    far = None
+    if stats:
+        top = max(1, min(top, X.shape[0]))
+        far = (np.empty((nb, top)), np.empty((nb, top), dtype=np.intp))
+        partials.assigned_stats(X, sample_weight, centers, labels, rpb, inertia, far[0],
+                                far[1], n_threads)
     vec = np.concatenate([block_vectors(sums), inertia[:, None]], axis=1)
     acc = TreeSum()
     for j in range(nb):
         acc.add(first_block + j, vec[j])
-    return acc.nodes(), (top_dist, top_row)
+    return acc.nodes(), far
 
 
 def unpack(total, k, d):
@@ -135,19 +138,21 @@ def relocate(sums, far, empty):
 
 def run_pieces(ops, centers_init, max_iter, tol, verbose):
     """One run from ``centers_init`` over the pieces of ``ops``: its
-    ``iterate(centers, first) -> IterResult``, ``farthest(centers, m) -> Far``,
+    ``iterate(centers, first, stats) -> IterResult`` (with ``stats``, also the
+    inertia and the farthest rows), ``farthest(centers, m) -> Far``,
     ``centers_moved(old, new)`` and ``final(centers) -> inertia`` (labels of the
     final centers). The loop of ``_solver.run``. Returns (centers, inertia, n_iter)."""
     centers = np.array(centers_init, order="C")
     last = None
     strict = False
     for it in range(max_iter):
-        res = ops.iterate(centers, it == 0)
+        res = ops.iterate(centers, it == 0, bool(verbose))
         sums = res.sums
         empty = np.flatnonzero(sums.weights <= 0)
         if empty.size:
             m = min(empty.size, ops.n_samples)
-            far = res.far if res.far.dist.shape[0] >= m else ops.farthest(centers, m)
+            far = res.far if res.far is not None and res.far.dist.shape[0] >= m else \
+                ops.farthest(centers, m)
             relocate(sums, far, empty)
         filled = sums.weights > 0
         new_centers = centers.copy()
@@ -167,7 +172,7 @@ def run_pieces(ops, centers_init, max_iter, tol, verbose):
             if verbose:
                 print(f"Converged at iteration {it}: center shift {shift} within tolerance {tol}.")
             break
-    if strict and np.array_equal(centers, last[0]):
+    if strict and last[1] is not None and np.array_equal(centers, last[0]):
         inertia = last[1]   # the labels are those of these very centers
     else:
         inertia = ops.final(centers)
