@@ -10,6 +10,7 @@ barrier) is needed to merge them.
 import numpy as np
 
 from fastkm._kernels.layout import block_layout
+from fastkm._kernels.layout cimport CHUNK
 
 
 cdef class BlockSums:
@@ -19,6 +20,10 @@ cdef class BlockSums:
     ----------
     n_samples, n_clusters, n_features : int
         The block layout is ``layout.block_layout(n_samples, n_clusters, n_features)``.
+    rows_per_block : int, optional
+        A layout given instead: blocks of this many rows (a multiple of the
+        tile height), so that a call over some rows of a larger fit sums the
+        same blocks as a call over all of them (out-of-core and Dask fits).
 
     Attributes
     ----------
@@ -29,8 +34,15 @@ cdef class BlockSums:
     n_blocks, rows_per_block : int
     """
 
-    def __cinit__(self, Py_ssize_t n_samples, Py_ssize_t n_clusters, Py_ssize_t n_features):
-        nb, rpb = block_layout(n_samples, n_clusters, n_features)
+    def __cinit__(self, Py_ssize_t n_samples, Py_ssize_t n_clusters, Py_ssize_t n_features,
+                  Py_ssize_t rows_per_block=0):
+        if rows_per_block > 0:
+            if rows_per_block % CHUNK:
+                raise ValueError(f"rows_per_block must be a multiple of {CHUNK}")
+            rpb = rows_per_block
+            nb = max(1, (n_samples + rpb - 1) // rpb)
+        else:
+            nb, rpb = block_layout(n_samples, n_clusters, n_features)
         self.n_blocks = nb
         self.rows_per_block = rpb
         self.n_clusters = n_clusters
@@ -51,6 +63,11 @@ cdef class BlockSums:
         self.merge.n_blocks = nb
         self.merge.k = n_clusters
         self.merge.d = n_features
+
+    def block_partials(self):
+        """(sums, weights): each block's own sums, shapes (n_blocks, k, d) and
+        (n_blocks, k), as the last kernel call left them (views, not copies)."""
+        return np.asarray(self.block_sums), np.asarray(self.block_weights)
 
     cdef Merge* start_merge(self) noexcept nogil:
         # before a kernel's region: no block final yet

@@ -50,8 +50,8 @@ def fit(X, sample_weight, n_clusters, *, init, n_init, max_iter, tol, random_sta
     """K-Means on validated input with validated parameters.
 
     ``X``: C-contiguous float32/float64 without NaN; ``sample_weight``: finite,
-    non-negative, X's dtype; ``init``: 'k-means++', 'random', a callable or an
-    array of shape (n_clusters, n_features); ``tol``: relative to the mean
+    non-negative, X's dtype; ``init``: 'k-means++', 'k-means||', 'random', a
+    callable or an array of shape (n_clusters, n_features); ``tol``: relative to the mean
     column variance; ``random_state``: a RandomState; ``n_threads``: an int.
     Sparse input (a ``_csr.SparseX``) goes to ``_sparse_core.fit``.
     """
@@ -64,7 +64,7 @@ def fit(X, sample_weight, n_clusters, *, init, n_init, max_iter, tol, random_sta
                                 n_threads=n_threads)
     tol = tolerance(X, tol, n_threads)
     # 'random' and callable inits pick from X's own rows: keep them as they are
-    exact_rows = not (isinstance(init, np.ndarray) or init == "k-means++")
+    exact_rows = not (isinstance(init, np.ndarray) or init in ("k-means++", "k-means||"))
     data = prepare(X, sample_weight, n_clusters, exact_rows=exact_rows, copy_x=copy_x,
                    n_threads=n_threads, verbose=verbose)
     algorithm = _policy.choose_algorithm(algorithm, data.X.shape[0], X.shape[1], n_clusters,

@@ -26,7 +26,7 @@ from fastkm._validation import (
     feature_names,
     is_sparse,
 )
-from fastkm.kmeans import _core, _policy, _sparse_core
+from fastkm.kmeans import _core, _outofcore, _policy, _sparse_core
 from fastkm.kmeans._csr import SparseX
 
 
@@ -49,12 +49,19 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     ----------
     n_clusters : int, default=8
         Number of clusters (centroids) to find.
-    init : {'k-means++', 'random'}, callable or array-like of shape \
+    init : {'k-means++', 'k-means||', 'random'}, callable or array-like of shape \
 (n_clusters, n_features), default='k-means++'
         How the initial centers are chosen.
 
         - 'k-means++': greedy k-means++ (``2 + int(ln k)`` local trials per
           center), the same random draws as scikit-learn's.
+        - 'k-means||': scalable k-means++ (Bahmani et al. 2012): 5 rounds
+          that each draw about ``2 * n_clusters`` rows by their squared
+          distance to the candidates so far, then the candidates, weighted by
+          the sample weight nearest to each, reclustered by weighted k-means++
+          and Lloyd. A few passes over X instead of one per center: faster
+          for large ``n_clusters`` and for data on disk (see ``fit``), and
+          the same centers as ``fastkm.dask.KMeans`` from the same rows.
         - 'random': ``n_clusters`` distinct rows, drawn with probability
           proportional to their weight.
         - a callable: called as ``init(X, n_clusters, random_state=...)``; it
@@ -62,8 +69,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         - an array: the initial centers themselves (then ``n_init`` is 1).
     n_init : 'auto' or int, default='auto'
         Number of runs from different initial centers; the run with the lowest
-        inertia is kept. 'auto' is 1 for 'k-means++' or an array, 10 for
-        'random' or a callable.
+        inertia is kept. 'auto' is 1 for 'k-means++', 'k-means||' or an array,
+        10 for 'random' or a callable.
     max_iter : int, default=300
         Maximum number of iterations of one run.
     tol : float, default=1e-4
@@ -238,10 +245,10 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                              f" got {self.algorithm!r}.")
         init = self.init
         if isinstance(init, str):
-            if init not in ("k-means++", "random"):
+            if init not in ("k-means++", "k-means||", "random"):
                 raise ValueError(
-                    "init must be 'k-means++', 'random', a callable or an array of shape "
-                    f"(n_clusters, n_features); got {init!r}."
+                    "init must be 'k-means++', 'k-means||', 'random', a callable or an array "
+                    f"of shape (n_clusters, n_features); got {init!r}."
                 )
         elif not callable(init):
             if is_sparse(init):
@@ -256,7 +263,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         if isinstance(self.n_init, str):
             if self.n_init != "auto":
                 raise ValueError(f"n_init must be 'auto' or an int >= 1; got {self.n_init!r}.")
-            n_init = 1 if (isinstance(init, np.ndarray) or init == "k-means++") else 10
+            n_init = 1 if (isinstance(init, np.ndarray)
+                           or init in ("k-means++", "k-means||")) else 10
         else:
             n_init = check_int(self.n_init, "n_init", 1)
         if isinstance(init, np.ndarray) and n_init != 1:
@@ -293,7 +301,26 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         self : KMeans
             The fitted estimator.
+
+        Notes
+        -----
+        A memory-mapped X (``np.memmap``, ``np.load(path, mmap_mode='r')``, or
+        any view of one) is fitted out of core: read in windows of whole row
+        blocks, never copied whole (other dtypes are converted one window at
+        a time), every algorithm and init supported, with per-row state only
+        (the labels, the weights, and the bounds of 'hamerly', 'exponion' or
+        'elkan'). Its rows are fitted as stored: no deduplication, reordering
+        or mean-centring, so "the same fit in memory" is the fit of the same
+        rows with ``copy_x=False`` (deduplication and reordering change no
+        label; centring changes the rounding). From the same init the labels
+        are those of that in-memory fit, the inertia equal to about 1e-9
+        relative (the sums are added in a fixed tree over blocks of 65,536 or
+        more rows instead of in-memory block order), and the result is the
+        same bits for any thread count. ``predict``, ``transform`` and
+        ``score`` stream a memory-mapped X the same way.
         """
+        if _outofcore.is_memmap(X):
+            return _outofcore.fit(self, X, sample_weight)
         names = feature_names(X)
         n_threads = self._resolved_threads()
         X = check_array(X, estimator=type(self).__name__, n_threads=n_threads,
@@ -387,6 +414,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             Index of the nearest center (the lowest index on ties). No
             (n_samples, n_clusters) temporary is made.
         """
+        if _outofcore.is_memmap(X):
+            return _outofcore.predict(self, X)
         return self._labels(self._check_test_data(X))
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -417,6 +446,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         distances : ndarray of shape (n_samples, n_clusters)
             In the dtype of ``cluster_centers_``.
         """
+        if _outofcore.is_memmap(X):
+            return _outofcore.transform(self, X)
         return self._transform(self._check_test_data(X))
 
     def _transform(self, X):
@@ -444,6 +475,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         -------
         distances : ndarray of shape (n_samples, n_clusters)
         """
+        if _outofcore.is_memmap(X):
+            return self.fit(X, sample_weight=sample_weight).transform(X)
         return self.fit(X, sample_weight=sample_weight)._transform(
             check_array(X, dtype=self.cluster_centers_.dtype, accept_sparse=True)
         )
@@ -463,6 +496,8 @@ class KMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         score : float
             ``-sum(w_i * ||x_i - nearest center||^2)``: larger is better.
         """
+        if _outofcore.is_memmap(X):
+            return _outofcore.score(self, X, sample_weight)
         X = self._check_test_data(X)
         sw = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         if isinstance(X, SparseX):

@@ -1,5 +1,5 @@
-"""Initial centers: greedy k-means++ (``kmeans_plusplus``), 'random', a callable
-or an array.
+"""Initial centers: greedy k-means++ (``kmeans_plusplus``), k-means||
+(``_scalable``), 'random', a callable or an array.
 
 Greedy k-means++ (Arthur & Vassilvitskii 2007, with scikit-learn's local
 trials) draws the same random numbers in the same order as scikit-learn. Its
@@ -217,6 +217,10 @@ def init_centers(data, n_clusters, init, random_state, n_threads):
     X, w = data.X, data.weights
     if isinstance(init, str) and init == "k-means++":
         centers, _ = kmeans_plusplus_data(data, n_clusters, random_state, None, n_threads)
+    elif isinstance(init, str) and init == "k-means||":
+        from fastkm.kmeans._scalable import kmeans_parallel_data
+
+        centers = kmeans_parallel_data(data, n_clusters, random_state, n_threads)
     elif isinstance(init, str) and init == "random":
         p = w.astype(np.float64)
         seeds = random_state.choice(X.shape[0], size=n_clusters, replace=False, p=p / p.sum())

@@ -124,6 +124,9 @@ def init_centers_csr(X, sample_weight, n_clusters, init, random_state, n_threads
                 f"The init callable returned centers of shape {centers.shape}; expected "
                 f"({n_clusters}, {X.shape[1]})."
             )
+    elif isinstance(init, str):
+        raise ValueError(f"init={init!r} does not take sparse input yet; use 'k-means++' "
+                         "(it reads the CSR rows directly), 'random', a callable or an array.")
     else:
         centers = init
     out = aligned_empty(np.shape(centers), X.dtype)
