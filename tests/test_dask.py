@@ -37,6 +37,10 @@ def data():
 
 @pytest.fixture(scope="module")
 def client():
+    # distributed's nanny sets OMP_NUM_THREADS=1 (and more) in this process's
+    # environment to pass it to the workers it spawns; the later tests must
+    # not see it
+    saved = dict(os.environ)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -48,6 +52,8 @@ def client():
     finally:
         c.close(timeout=30)
         cluster.close(timeout=30)
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def fit(client, X, **kw):
