@@ -105,6 +105,12 @@ def check_array(X, *, dtype=None, name="X", estimator="KMeans", min_samples=1, n
             f"{estimator} does not take a sparse {name} (got {type(X).__name__}). "
             f"Convert it with {name}.toarray()."
         )
+    if type(X).__module__.split(".")[0] == "dask":
+        # np.asarray would compute the whole collection into this process's memory
+        raise TypeError(
+            f"{estimator} got a dask {type(X).__name__} as {name}: fit it with "
+            f"fastkm.dask.KMeans, or load it into memory first with {name}.compute()."
+        )
     if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):
         X = X.to_numpy()
     try:

@@ -196,6 +196,12 @@ def _plan_outputs(args):
              OUTPUT_FORMATS[ext]) for src in args.inputs]
 
 
+def _shown(path):
+    """``path`` relative to the working directory when it lies below it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith(os.pardir) else rel
+
+
 class _Progress:
     """A tqdm bar on stderr for batches when tqdm is installed (and stderr is a
     terminal); otherwise plain printing."""
@@ -315,7 +321,7 @@ def _quantize_run(args):
                 }
                 rows.append(row)
                 progress.write(
-                    f"{src} -> {out}: {_fmt_size(size_in)} -> {_fmt_size(size_out)} "
+                    f"{src} -> {_shown(out)}: {_fmt_size(size_in)} -> {_fmt_size(size_out)} "
                     f"({100.0 * size_out / max(size_in, 1):.0f}%), {result.n_colors} colors, "
                     f"PSNR {row['psnr']:.2f} dB, dE2000 {row['delta_e']:.2f}, "
                     f"{t_quantize * 1e3:.0f} ms")

@@ -205,3 +205,20 @@ def test_fastkm_does_not_import_dask(code, absent):
     proc = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_in_memory_estimators_refuse_dask_collections():
+    # np.asarray would silently compute the whole collection into memory
+    dd = pytest.importorskip("dask.dataframe")
+    import pandas as pd
+
+    X = da.ones((100, 3), chunks=50)
+    with pytest.raises(TypeError, match=r"dask Array as X: fit it with fastkm\.dask\.KMeans"):
+        fastkm.KMeans(2).fit(X)
+    with pytest.raises(TypeError, match="dask DataFrame"):
+        fastkm.KMeans(2).fit(dd.from_pandas(pd.DataFrame(np.ones((10, 2))), npartitions=2))
+    with pytest.raises(TypeError, match="MiniBatchKMeans got a dask Array"):
+        fastkm.MiniBatchKMeans(2).fit(X)
+    km = fastkm.KMeans(2, random_state=0, n_init=1).fit(np.random.RandomState(0).rand(50, 3))
+    with pytest.raises(TypeError, match=r"X\.compute\(\)"):
+        km.predict(X)
