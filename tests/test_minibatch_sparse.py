@@ -1,6 +1,8 @@
 """MiniBatchKMeans on sparse (scipy.sparse) input: one step against NumPy,
 thread-count independence, partial_fit streams, sparse-vs-dense agreement,
 scikit-learn's semantics, formats and dtypes, and every bad input."""
+import pickle
+
 import numpy as np
 import pytest
 
@@ -159,6 +161,13 @@ def test_partial_fit_stream_is_reproducible():
         ests.append(est)
     assert all(same_fit(ests[0], e) for e in ests[1:])
     assert ests[0].n_steps_ == 16
+    # a pickled estimator resumes the stream exactly
+    est = MiniBatchKMeans(6, random_state=3)
+    for start in range(0, 4000, 250):
+        est.partial_fit(X[start:start + 250])
+        if start == 1000:
+            est = pickle.loads(pickle.dumps(est))
+    assert same_fit(ests[0], est)
     # labels_ and inertia_ describe the last call's rows on the final centers
     last = X[3750:]
     np.testing.assert_array_equal(ests[0].labels_, ests[0].predict(last))
