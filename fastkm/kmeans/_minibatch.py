@@ -199,11 +199,13 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     (densified) chosen batch rows, dense ``cluster_centers_`` in X's dtype
     (float32 stays float32), ``labels_`` and ``inertia_`` on all of X. Other
     formats are converted to CSR (a copy; the caller's matrix is never
-    modified). The batches and every random draw are those of the same fit
-    on dense X, and from the same labels the center update is the dense one
-    bit for bit: on data without near-tie rows, a sparse and a dense fit from
-    the same init give the same centers and labels (the inertias agree to
-    about 1e-12). Memory: the centers as tiles and their float64 sums, about
+    modified). The batches, reassignments and their random draws are those
+    of the same fit on dense X (k-means++ on sparse rows draws the dense
+    path's candidates wherever rounding does not move a draw), and from the
+    same labels the center update is the dense one bit for bit: on data
+    without near-tie rows, a sparse and a dense fit from the same init give
+    the same centers, labels and steps (the inertias agree to about 1e-12
+    relative in float64). Memory: the centers as tiles and their float64 sums, about
     ``n_clusters * n_features * (itemsize + 8)`` bytes besides X.
 
     Examples
