@@ -55,6 +55,7 @@ MODULES = [
     "fastkm/_kernels/sparse_lloyd",
     "fastkm/_kernels/sparse_bounds",
     "fastkm/_kernels/sparse_seeding",
+    "fastkm/_kernels/sparse_minibatch",
     "fastkm/_kernels/scalable",
     "fastkm/_kernels/partials",
     "fastkm/image/_kernels",
@@ -63,7 +64,7 @@ MODULES = [
 # HOT tuple, kept equal to this list by a test) picks the best one the CPU runs
 # at import time, so the wheel still runs on any x86-64 (the baseline is SSE2).
 HOT_MODULES = ["lloyd", "hamerly", "elkan", "seeding", "seeding_dot", "minibatch",
-               "sparse_lloyd", "sparse_bounds", "sparse_seeding", "scalable"]
+               "sparse_lloyd", "sparse_bounds", "sparse_seeding", "sparse_minibatch", "scalable"]
 _V3 = ["-mavx2", "-mfma", "-mbmi", "-mbmi2", "-mf16c", "-mlzcnt", "-mmovbe"]
 ISA_LEVELS = {
     "v3": _V3,

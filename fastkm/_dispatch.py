@@ -16,7 +16,7 @@ from fastkm._kernels.runtime import cpu_x86_level
 
 # setup.py builds these per ISA (its HOT_MODULES)
 HOT = ("lloyd", "hamerly", "elkan", "seeding", "seeding_dot", "minibatch",
-       "sparse_lloyd", "sparse_bounds", "sparse_seeding", "scalable")
+       "sparse_lloyd", "sparse_bounds", "sparse_seeding", "sparse_minibatch", "scalable")
 LEVELS = {"v3": 3, "v4": 4}
 _BEST_FIRST = ("_v4", 4), ("_v3", 3)
 
@@ -64,4 +64,5 @@ minibatch = importlib.import_module("fastkm._kernels.minibatch" + ISA_SUFFIX)
 sparse_lloyd = importlib.import_module("fastkm._kernels.sparse_lloyd" + ISA_SUFFIX)
 sparse_bounds = importlib.import_module("fastkm._kernels.sparse_bounds" + ISA_SUFFIX)
 sparse_seeding = importlib.import_module("fastkm._kernels.sparse_seeding" + ISA_SUFFIX)
+sparse_minibatch = importlib.import_module("fastkm._kernels.sparse_minibatch" + ISA_SUFFIX)
 scalable = importlib.import_module("fastkm._kernels.scalable" + ISA_SUFFIX)

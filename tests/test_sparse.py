@@ -11,7 +11,7 @@ import pytest
 
 sp = pytest.importorskip("scipy.sparse")
 
-from fastkm import KMeans, MiniBatchKMeans, k_means, kmeans_plusplus  # noqa: E402
+from fastkm import KMeans, k_means, kmeans_plusplus  # noqa: E402
 from fastkm.kmeans import _sparse_core  # noqa: E402
 from fastkm.kmeans._csr import check_csr  # noqa: E402
 
@@ -338,8 +338,6 @@ def test_bad_sparse_input():
         kmeans_plusplus(sp.csr_matrix((0, 5)), 1)
     with pytest.raises(ValueError, match="'k-means\\|\\|' does not take sparse input"):
         KMeans(2, init="k-means||").fit(X)
-    with pytest.raises(TypeError, match="MiniBatchKMeans does not take a sparse X"):
-        MiniBatchKMeans(2).fit(X)
 
 
 def test_column_indices_beyond_int32():

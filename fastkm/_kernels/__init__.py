@@ -26,6 +26,8 @@ Modules (one job each):
 - ``sparse_lloyd`` Lloyd's assignment of CSR rows to center tiles; ``transform``; the center Gram
 - ``sparse_bounds``  Hamerly / Exponion and Elkan on CSR rows
 - ``sparse_seeding``  k-means++ on CSR rows
+- ``sparse_minibatch``  one mini-batch step on CSR rows: batch labels on the center tiles,
+                   counting-sort center update in the tiles
 - ``scalable``     k-means||: D^2 to a round's candidates, block potentials, Philox draws
 - ``partials``     per-block column sums, inertia and farthest rows of a fit split in pieces
 
@@ -36,6 +38,7 @@ register/vector tile kernels), ``accumulate`` (weighted row sums per label),
 C that is more than a few lines lives in ``src/*.h``.
 
 ``lloyd``, ``hamerly``, ``elkan``, ``seeding``, ``seeding_dot``, ``minibatch``,
-``sparse_lloyd``, ``sparse_bounds``, ``sparse_seeding`` and ``scalable`` are also
-built for x86-64-v3 and v4; ``fastkm._dispatch`` imports the best build the CPU runs.
+``sparse_lloyd``, ``sparse_bounds``, ``sparse_seeding``, ``sparse_minibatch`` and
+``scalable`` are also built for x86-64-v3 and v4; ``fastkm._dispatch`` imports the
+best build the CPU runs.
 """

@@ -1,7 +1,7 @@
 """``MiniBatchKMeans``: scikit-learn's mini-batch estimator API (parameters,
 checks in ``fit`` and ``partial_fit``, learned attributes) over the mini-batch
 loop in ``_minibatch_core``; ``predict``, ``transform`` and ``score`` are
-``KMeans``'s own."""
+``KMeans``'s own. Sparse X takes ``_sparse_minibatch``."""
 import warnings
 from typing import NamedTuple
 
@@ -15,9 +15,12 @@ from fastkm._validation import (
     check_random_state,
     check_sample_weight,
     feature_names,
+    is_sparse,
 )
-from fastkm.kmeans import _core
+from fastkm.kmeans import _core, _sparse_core
 from fastkm.kmeans import _minibatch_core as _mb
+from fastkm.kmeans import _sparse_minibatch as _smb
+from fastkm.kmeans._csr import SparseX
 from fastkm.kmeans._estimator import KMeans
 from fastkm.kmeans._solver import inertia as _inertia
 
@@ -51,6 +54,8 @@ def _check_init(init, X, n_clusters):
         return init
     if callable(init):
         return init
+    if is_sparse(init):
+        init = init.toarray()  # n_clusters dense centers either way
     init = check_array(init, dtype=X.dtype, name="init", estimator="MiniBatchKMeans")
     if init.shape[0] != n_clusters:
         raise ValueError(f"The shape of the initial centers {init.shape} does not match "
@@ -74,6 +79,10 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     with bounds) reaches a lower inertia and is often fast enough; this
     estimator is for data that arrive in pieces (``partial_fit``) or that are
     too large for a full pass per iteration.
+
+    X may be sparse (any scipy.sparse matrix or array, e.g. TF-IDF; see
+    Notes): its CSR rows are read in place, never densified, and the centers
+    are dense.
 
     Parameters
     ----------
@@ -182,8 +191,22 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
     - In ``partial_fit``, reassignment is due every ``10 * n_clusters`` rows
       actually seen (scikit-learn counts the first call's batch size per
       call); ``fit`` and a later ``partial_fit`` share one random stream.
-    - A negative ``sample_weight`` is an error. Sparse input is not
-      supported yet.
+    - A negative ``sample_weight`` is an error.
+
+    Sparse input has scikit-learn's semantics: no mean-centring, ``tol``
+    relative to the mean variance of the columns (zeros included), k-means++
+    on the CSR rows of the ``init_size`` sample, reassigned centers set to the
+    (densified) chosen batch rows, dense ``cluster_centers_`` in X's dtype
+    (float32 stays float32), ``labels_`` and ``inertia_`` on all of X. Other
+    formats are converted to CSR (a copy; the caller's matrix is never
+    modified). The batches, reassignments and their random draws are those
+    of the same fit on dense X (k-means++ on sparse rows draws the dense
+    path's candidates wherever rounding does not move a draw), and from the
+    same labels the center update is the dense one bit for bit: on data
+    without near-tie rows, a sparse and a dense fit from the same init give
+    the same centers, labels and steps (the inertias agree to about 1e-12
+    relative in float64). Memory: the centers as tiles and their float64 sums, about
+    ``n_clusters * n_features * (itemsize + 8)`` bytes besides X.
 
     Examples
     --------
@@ -306,11 +329,18 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 init_size = 3 * n_clusters
         return min(init_size, n_samples)
 
+    def __sklearn_tags__(self):
+        # scikit-learn >= 1.6 reads the accepted inputs from the tags
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     def _validate_first(self, X, sample_weight):
         """X, weights, threads and parameters of fit or a first partial_fit."""
         names = feature_names(X)
         n_threads = self._resolved_threads()
-        X = check_array(X, estimator=type(self).__name__, n_threads=n_threads)
+        X = check_array(X, estimator=type(self).__name__, n_threads=n_threads,
+                        accept_sparse=True)
         p = self._check_params(X)
         sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         self.n_features_in_ = X.shape[1]
@@ -325,9 +355,10 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data (an ``np.memmap`` is read in place). float32 stays
-            float32; every other numeric type becomes float64. Not modified.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data (an ``np.memmap`` is read in place; sparse input is
+            read as CSR). float32 stays float32; every other numeric type
+            becomes float64. Not modified.
         y : None
             Ignored; present for the scikit-learn API.
         sample_weight : array-like of shape (n_samples,) or float, default=None
@@ -342,8 +373,12 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         X, sample_weight, p, n_threads = self._validate_first(X, sample_weight)
         random_state = check_random_state(self.random_state)
-        p = p._replace(tol=_core.tolerance(X, p.tol, n_threads))
-        result = _mb.fit(X, sample_weight, p, random_state, n_threads, self.verbose)
+        if isinstance(X, SparseX):
+            p = p._replace(tol=_sparse_core.tolerance(X, p.tol))
+            result = _smb.fit(X, sample_weight, p, random_state, n_threads, self.verbose)
+        else:
+            p = p._replace(tol=_core.tolerance(X, p.tol, n_threads))
+            result = _mb.fit(X, sample_weight, p, random_state, n_threads, self.verbose)
         self.cluster_centers_ = result.centers
         self._counts = result.counts
         self._n_since_last_reassign = result.n_since_reassign
@@ -367,9 +402,10 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            The batch (e.g. a slice of an ``np.memmap``), converted to the
-            dtype of ``cluster_centers_`` after the first call.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The batch (e.g. a slice of an ``np.memmap``, or sparse rows),
+            converted to the dtype of ``cluster_centers_`` after the first
+            call. Calls may mix dense and sparse batches.
         y : None
             Ignored; present for the scikit-learn API.
         sample_weight : array-like of shape (n_samples,) or float, default=None
@@ -385,8 +421,9 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             random_state = getattr(self, "_random_state", None)
             if random_state is None:
                 random_state = check_random_state(self.random_state)
-            centers = _mb.init_on_subset(X, sample_weight, p.n_clusters, p.init, p.init_size,
-                                         random_state, n_threads)
+            init = _smb.init_on_subset if isinstance(X, SparseX) else _mb.init_on_subset
+            centers = init(X, sample_weight, p.n_clusters, p.init, p.init_size, random_state,
+                           n_threads)
             self._random_state = random_state
             self._counts = np.zeros(p.n_clusters)
             self._n_since_last_reassign = 0
@@ -400,25 +437,52 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             except (ValueError, TypeError) as e:
                 raise invalid_parameter(e) from None
             centers = self.cluster_centers_
+        if isinstance(X, SparseX):
+            self._sparse_step(X, sample_weight, centers, n_threads)
+        else:
+            self._dense_step(X, sample_weight, centers, n_threads)
+        self.n_steps_ += 1
+        if not self.compute_labels:
+            # those of an earlier call would describe other rows or centers
+            for name in ("labels_", "inertia_"):
+                if hasattr(self, name):
+                    delattr(self, name)
+        return self
+
+    def _dense_step(self, X, sample_weight, centers, n_threads):
+        buffers = getattr(self, "_step_buffers", None)
         stepper = _mb.Stepper(centers, self._counts, self._n_since_last_reassign,
                               self.reassignment_ratio, self.adaptive_lr, X.shape[0], n_threads,
-                              self.verbose, getattr(self, "_step_buffers", None))
+                              self.verbose,
+                              None if isinstance(buffers, _smb.SparseStepBuffers) else buffers)
         stepper.step(X, None, sample_weight, self._random_state,
                      keep_bounds=bool(self.compute_labels))
         self._step_buffers = stepper.buf
         self.cluster_centers_ = stepper.centers
         self._counts = stepper.counts
         self._n_since_last_reassign = stepper.n_since
-        self.n_steps_ += 1
         if self.compute_labels:
             self.labels_ = stepper.relabel(X)
             self.inertia_ = float(_inertia(X, sample_weight, stepper.centers, self.labels_,
                                            n_threads))
-        else:  # those of an earlier call would describe other rows or centers
-            for name in ("labels_", "inertia_"):
-                if hasattr(self, name):
-                    delattr(self, name)
-        return self
+
+    def _sparse_step(self, X, sample_weight, centers, n_threads):
+        _smb.check_rows(X)
+        _smb.check_memory(X, centers.shape[0], 1)
+        buffers = getattr(self, "_step_buffers", None)
+        stepper = _smb.SparseStepper(
+            X, centers, self._counts, self._n_since_last_reassign, self.reassignment_ratio,
+            self.adaptive_lr, n_threads, self.verbose,
+            buffers if isinstance(buffers, _smb.SparseStepBuffers) else None)
+        stepper.step(X, None, sample_weight, self._random_state)
+        self._step_buffers = stepper.buf
+        self.cluster_centers_ = stepper.dense()
+        self._counts = stepper.counts
+        self._n_since_last_reassign = stepper.n_since
+        if self.compute_labels:
+            # predict's labels of the batch on the moved centers
+            self.labels_, self.inertia_ = _smb.labels_inertia(X, sample_weight,
+                                                              self.cluster_centers_, n_threads)
 
     def __getstate__(self):
         # the step's scratch buffers are not state (and not picklable)
@@ -432,7 +496,7 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : None
             Ignored.
         sample_weight : array-like of shape (n_samples,), default=None
