@@ -364,10 +364,10 @@ def test_bad_sparse_input():
 
 
 def test_memory_check(monkeypatch):
-    from fastkm.kmeans import _sparse_minibatch
+    from fastkm.kmeans import _sparse_core, _sparse_minibatch
 
     X = sparse_blobs(n=100, d=50, k=2, seed=17)
-    monkeypatch.setattr(_sparse_minibatch, "available_memory", lambda: 1000)
+    monkeypatch.setattr(_sparse_core, "available_memory", lambda: 1000)
     with pytest.raises(MemoryError, match="n_clusters=3 on 50 features"):
         MiniBatchKMeans(3).fit(X)
     with pytest.raises(MemoryError, match="float64 center sums"):

@@ -262,15 +262,12 @@ class MiniBatchResult(NamedTuple):
     inertia: float            # of X (compute_labels), else ewa_inertia x total weight
 
 
-def fit(X, sample_weight, p, random_state, n_threads, verbose=0):
-    """A whole mini-batch fit on validated X and weights with validated
-    parameters ``p`` (``_minibatch._Params``)."""
+def run_steps(stepper, X, sample_weight, p, random_state, verbose):
+    """The steps of a fit (dense or sparse ``stepper``) on batches drawn from
+    X's rows, until ``max_iter`` passes or early stopping: (steps taken, the
+    smoothed batch inertia per sample)."""
     n = X.shape[0]
-    centers = initial_centers(X, sample_weight, p.n_clusters, p.init, p.n_init, p.init_size,
-                              random_state, n_threads, verbose)
     sampler = BatchSampler(sample_weight, p.batch_size)
-    stepper = Stepper(centers, np.zeros(p.n_clusters), 0, p.reassignment_ratio, p.adaptive_lr,
-                      p.batch_size, n_threads, verbose)
     n_steps = (p.max_iter * n) // p.batch_size
     stop = EarlyStopping(n, p.batch_size, p.tol, p.max_no_improvement, n_steps, verbose)
     # rows are drawn by weight: each counts once in the update (as scikit-learn)
@@ -281,8 +278,18 @@ def fit(X, sample_weight, p, random_state, n_threads, verbose=0):
         shift = float(stepper.buf.shift2.sum()) if p.tol > 0.0 else 0.0
         if stop(step, batch_inertia, shift):
             break
-    n_steps = step + 1
-    ewa = stop.ewa_inertia if stop.ewa_inertia is not None else stop.last
+    return step + 1, stop.ewa_inertia if stop.ewa_inertia is not None else stop.last
+
+
+def fit(X, sample_weight, p, random_state, n_threads, verbose=0):
+    """A whole mini-batch fit on validated X and weights with validated
+    parameters ``p`` (``_minibatch._Params``)."""
+    n = X.shape[0]
+    centers = initial_centers(X, sample_weight, p.n_clusters, p.init, p.n_init, p.init_size,
+                              random_state, n_threads, verbose)
+    stepper = Stepper(centers, np.zeros(p.n_clusters), 0, p.reassignment_ratio, p.adaptive_lr,
+                      p.batch_size, n_threads, verbose)
+    n_steps, ewa = run_steps(stepper, X, sample_weight, p, random_state, verbose)
     labels, inertia = None, ewa * float(np.sum(sample_weight, dtype=np.float64))
     if p.compute_labels:
         labels, inertia = labels_inertia(X, sample_weight, stepper.centers, n_threads)

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fastkm._kernels import partials
+from fastkm.kmeans._solver import converged
 from fastkm.kmeans._tree import TreeSum, tree_total
 
 FAR_ROWS = 16   # farthest rows each piece reports per iteration (candidates for empty clusters)
@@ -163,14 +164,9 @@ def run_pieces(ops, centers_init, max_iter, tol, verbose):
         ops.centers_moved(centers, new_centers)
         last = (centers, res.inertia)
         centers = new_centers
-        if it > 0 and res.changed == 0:
-            strict = True
-            if verbose:
-                print(f"Converged at iteration {it}: strict convergence.")
-            break
-        if shift <= tol:
-            if verbose:
-                print(f"Converged at iteration {it}: center shift {shift} within tolerance {tol}.")
+        stop = converged(it, res.changed, shift, tol, verbose)
+        if stop is not None:
+            strict = stop == "strict"
             break
     if strict and last[1] is not None and np.array_equal(centers, last[0]):
         inertia = last[1]   # the labels are those of these very centers

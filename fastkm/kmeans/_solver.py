@@ -214,6 +214,22 @@ def _new_centers(centers, sums):
     return new_centers
 
 
+def converged(it, n_changed, shift, tol, verbose):
+    """scikit-learn's two stopping rules, in its order and with its messages:
+    'strict' (no label changed after the first iteration), 'tol' (the squared
+    center shift within ``tol``) or None. Every run loop (in memory, in
+    pieces, sparse) stops by this."""
+    if it > 0 and n_changed == 0:
+        if verbose:
+            print(f"Converged at iteration {it}: strict convergence.")
+        return "strict"
+    if shift <= tol:
+        if verbose:
+            print(f"Converged at iteration {it}: center shift {shift} within tolerance {tol}.")
+        return "tol"
+    return None
+
+
 def run(data, centers_init, algorithm, max_iter, tol, verbose, n_threads):
     """One run from ``centers_init`` (in X's coordinates). Returns labels (of
     X's rows), inertia, centers, n_iter."""
@@ -235,14 +251,9 @@ def run(data, centers_init, algorithm, max_iter, tol, verbose, n_threads):
             print(f"Iteration {it}, inertia {inertia(X, w, centers, labels, n_threads, blocks)}.")
         step.centers_moved(centers, new_centers)
         centers = new_centers
-        if it > 0 and n_changed == 0:
-            strict_convergence = True
-            if verbose:
-                print(f"Converged at iteration {it}: strict convergence.")
-            break
-        if shift <= tol:
-            if verbose:
-                print(f"Converged at iteration {it}: center shift {shift} within tolerance {tol}.")
+        stop = converged(it, n_changed, shift, tol, verbose)
+        if stop is not None:
+            strict_convergence = stop == "strict"
             break
     if not strict_convergence:
         # final E-step so that the labels match the centers

@@ -94,12 +94,18 @@ def check_memory(X, n_clusters, algorithm, n_init, available=None):
     """MemoryError, before anything is allocated, when the fit would not fit."""
     need, parts = fit_bytes(X.shape[0], X.shape[1], n_clusters, X.dtype.itemsize, algorithm,
                             n_init)
+    refuse_if_too_big("K-Means", need, parts, n_clusters, X.shape[1], available)
+
+
+def refuse_if_too_big(what, need, parts, n_clusters, n_features, available=None):
+    """MemoryError when ``need`` bytes (``parts``: name -> bytes) exceed the
+    memory available (``available_memory()`` unless given)."""
     available = available_memory() if available is None else available
     if available is None or need <= available:
         return
     detail = ", ".join(f"{name} {v / 2**30:.2f} GiB" for name, v in parts.items() if v)
     raise MemoryError(
-        f"A sparse K-Means fit with n_clusters={n_clusters} on {X.shape[1]} features needs "
+        f"A sparse {what} fit with n_clusters={n_clusters} on {n_features} features needs "
         f"about {need / 2**30:.1f} GiB ({detail}), but only {available / 2**30:.1f} GiB "
         "are available. The dense centers alone are n_clusters x n_features values: use "
         "fewer clusters, fewer features (e.g. TfidfVectorizer(max_features=...)) or float32 "

@@ -22,8 +22,8 @@ from fastkm._dispatch import sparse_minibatch
 from fastkm._kernels import layout, sparse_centers
 from fastkm.kmeans import _minibatch_core as _mb
 from fastkm.kmeans._csr import check_csr
-from fastkm.kmeans._sparse_core import available_memory
 from fastkm.kmeans._sparse_core import predict as _predict
+from fastkm.kmeans._sparse_core import refuse_if_too_big
 from fastkm.kmeans._sparse_seeding import init_centers_csr
 from fastkm.kmeans._sparse_solver import Centers, aligned_empty
 
@@ -220,17 +220,7 @@ def fit_bytes(n_clusters, n_features, itemsize, n_init):
 def check_memory(X, n_clusters, n_init, available=None):
     """MemoryError, before anything is allocated, when the fit would not fit."""
     need, parts = fit_bytes(n_clusters, X.shape[1], X.dtype.itemsize, n_init)
-    available = available_memory() if available is None else available
-    if available is None or need <= available:
-        return
-    detail = ", ".join(f"{name} {v / 2**30:.2f} GiB" for name, v in parts.items() if v)
-    raise MemoryError(
-        f"A sparse MiniBatchKMeans fit with n_clusters={n_clusters} on {X.shape[1]} features "
-        f"needs about {need / 2**30:.1f} GiB ({detail}), but only {available / 2**30:.1f} GiB "
-        "are available. The dense centers alone are n_clusters x n_features values: use "
-        "fewer clusters, fewer features (e.g. TfidfVectorizer(max_features=...)) or float32 "
-        "data."
-    )
+    refuse_if_too_big("MiniBatchKMeans", need, parts, n_clusters, X.shape[1], available)
 
 
 def check_rows(X):
@@ -248,22 +238,10 @@ def fit(X, sample_weight, p, random_state, n_threads, verbose=0):
     n = X.shape[0]
     centers = initial_centers(X, sample_weight, p.n_clusters, p.init, p.n_init, p.init_size,
                               random_state, n_threads, verbose)
-    sampler = _mb.BatchSampler(sample_weight, p.batch_size)
     stepper = SparseStepper(X, centers, np.zeros(p.n_clusters), 0, p.reassignment_ratio,
                             p.adaptive_lr, n_threads, verbose)
     del centers
-    n_steps = (p.max_iter * n) // p.batch_size
-    stop = _mb.EarlyStopping(n, p.batch_size, p.tol, p.max_no_improvement, n_steps, verbose)
-    # rows are drawn by weight: each counts once in the update (as the dense path)
-    unit = np.ones(p.batch_size, dtype=X.dtype)
-    step = 0
-    for step in range(n_steps):
-        batch_inertia = stepper.step(X, sampler.draw(random_state), unit, random_state)
-        shift = float(stepper.buf.shift2.sum()) if p.tol > 0.0 else 0.0
-        if stop(step, batch_inertia, shift):
-            break
-    n_steps = step + 1
-    ewa = stop.ewa_inertia if stop.ewa_inertia is not None else stop.last
+    n_steps, ewa = _mb.run_steps(stepper, X, sample_weight, p, random_state, verbose)
     centers = stepper.dense()
     labels, inertia = None, ewa * float(np.sum(sample_weight, dtype=np.float64))
     if p.compute_labels:

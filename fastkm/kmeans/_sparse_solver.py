@@ -17,6 +17,7 @@ from fastkm import _threads
 from fastkm._dispatch import sparse_bounds, sparse_lloyd
 from fastkm._kernels import csr, layout, sparse_centers
 from fastkm.kmeans import _policy
+from fastkm.kmeans._solver import converged
 
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -383,14 +384,9 @@ def run(X, w, centers_init, algorithm, max_iter, tol, verbose, n_threads):
         np.copyto(groups.summed, summed)
         shift = float(shift2.sum())
         step.centers_moved(shift2)
-        if it > 0 and n_changed == 0:
-            strict_convergence = True
-            if verbose:
-                print(f"Converged at iteration {it}: strict convergence.")
-            break
-        if shift <= tol:
-            if verbose:
-                print(f"Converged at iteration {it}: center shift {shift} within tolerance {tol}.")
+        stop = converged(it, n_changed, shift, tol, verbose)
+        if stop is not None:
+            strict_convergence = stop == "strict"
             break
     if not strict_convergence:
         # final E-step so that the labels match the centers
