@@ -62,6 +62,19 @@ def is_sparse(X):
     return _is_sparse(X)
 
 
+def check_init_result(centers, n_clusters, n_features, dtype):
+    """The centers an ``init`` callable returned, as a validated dense
+    (n_clusters, n_features) array of ``dtype`` (a sparse result is densified:
+    centers are dense)."""
+    if _is_sparse(centers):
+        centers = centers.toarray()
+    centers = check_array(centers, dtype=dtype, name="init(...) result")
+    if centers.shape != (n_clusters, n_features):
+        raise ValueError(f"The init callable returned centers of shape {centers.shape}; "
+                         f"expected ({n_clusters}, {n_features}).")
+    return centers
+
+
 def feature_names(X):
     """Column names of a DataFrame-like X (all strings), else None."""
     cols = getattr(X, "columns", None)

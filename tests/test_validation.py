@@ -76,6 +76,27 @@ def test_bad_parameters(params, exc, match):
 def test_bad_init_callable_result():
     with pytest.raises(ValueError, match="init callable returned centers of shape"):
         KMeans(2, init=lambda X, k, random_state: X[:1]).fit(X)
+    with pytest.raises(ValueError, match="contains NaN"):
+        KMeans(2, init=lambda X, k, random_state: np.full((k, X.shape[1]), np.nan)).fit(X)
+
+
+def test_sparse_init_callable_result_is_densified(tmp_path):
+    # the centers are dense whatever the input: dense, memory-mapped and sparse fits
+    # all take a sparse result from an init callable
+    sp = pytest.importorskip("scipy.sparse")
+
+    def init(data, k, random_state):
+        return sp.csr_matrix(np.asarray(X[:k]))
+
+    ref = KMeans(2, init=np.asarray(X[:2]), n_init=1).fit(X)
+    got = KMeans(2, init=init, n_init=1).fit(X)
+    assert np.array_equal(got.cluster_centers_, ref.cluster_centers_)
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=X.dtype, shape=X.shape)
+    mm[:] = X
+    out = KMeans(2, init=init, n_init=1).fit(mm)
+    assert np.array_equal(out.labels_, ref.labels_)
+    sparse = KMeans(2, init=init, n_init=1).fit(sp.csr_matrix(X))
+    assert np.array_equal(sparse.labels_, ref.labels_)
 
 
 @pytest.mark.parametrize(

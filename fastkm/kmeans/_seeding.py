@@ -226,15 +226,10 @@ def init_centers(data, n_clusters, init, random_state, n_threads):
         seeds = random_state.choice(X.shape[0], size=n_clusters, replace=False, p=p / p.sum())
         centers = X[seeds]
     elif callable(init):
-        from fastkm._validation import check_array
+        from fastkm._validation import check_init_result
 
-        centers = init(X, n_clusters, random_state=random_state)
-        centers = check_array(centers, dtype=X.dtype, name="init(...) result")
-        if centers.shape != (n_clusters, X.shape[1]):
-            raise ValueError(
-                f"The init callable returned centers of shape {centers.shape}; expected "
-                f"({n_clusters}, {X.shape[1]})."
-            )
+        centers = check_init_result(init(X, n_clusters, random_state=random_state), n_clusters,
+                                    X.shape[1], X.dtype)
     else:
         centers = data.fit_centers(init)
     return np.array(centers, dtype=X.dtype, order="C")

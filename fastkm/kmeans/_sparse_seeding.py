@@ -113,17 +113,10 @@ def init_centers_csr(X, sample_weight, n_clusters, init, random_state, n_threads
         seeds = random_state.choice(X.shape[0], size=n_clusters, replace=False, p=p / p.sum())
         centers = X.row_subset(seeds, aligned_empty((n_clusters, X.shape[1]), X.dtype))
     elif callable(init):
-        from fastkm._validation import check_array
+        from fastkm._validation import check_init_result
 
-        centers = init(X.matrix, n_clusters, random_state=random_state)
-        if hasattr(centers, "toarray") and hasattr(centers, "nnz"):
-            centers = centers.toarray()
-        centers = check_array(centers, dtype=X.dtype, name="init(...) result")
-        if centers.shape != (n_clusters, X.shape[1]):
-            raise ValueError(
-                f"The init callable returned centers of shape {centers.shape}; expected "
-                f"({n_clusters}, {X.shape[1]})."
-            )
+        centers = check_init_result(init(X.matrix, n_clusters, random_state=random_state),
+                                    n_clusters, X.shape[1], X.dtype)
     elif isinstance(init, str):
         raise ValueError(f"init={init!r} does not take sparse input yet; use 'k-means++' "
                          "(it reads the CSR rows directly), 'random', a callable or an array.")

@@ -8,7 +8,7 @@ from fastkm import _threads
 from fastkm._dispatch import elkan, hamerly, lloyd, seeding, seeding_dot
 from fastkm._kernels import layout, stats
 from fastkm._kernels.reduce import BlockSums
-from fastkm._validation import check_array
+from fastkm._validation import check_init_result
 from fastkm.kmeans._pieces import (
     FAR_ROWS,
     IterResult,
@@ -270,12 +270,8 @@ def init_streamed(src, w, n_clusters, init, random_state, n_threads):
         seeds = random_state.choice(src.n, size=n_clusters, replace=False, p=p / p.sum())
         return src.take(seeds)
     if callable(init):
-        centers = check_array(init(src.X, n_clusters, random_state=random_state),
-                              dtype=src.dtype, name="init(...) result")
-        if centers.shape != (n_clusters, src.d):
-            raise ValueError(f"The init callable returned centers of shape {centers.shape}; "
-                             f"expected ({n_clusters}, {src.d}).")
-        return centers
+        return check_init_result(init(src.X, n_clusters, random_state=random_state), n_clusters,
+                                 src.d, src.dtype)
     return np.array(init, dtype=src.dtype, order="C")
 
 
